@@ -1,0 +1,35 @@
+# `make test` and `make demo` work on a fresh clone: they create .venv when missing.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.pccore-installed
+OUT ?= out
+DEMO_BACKEND ?= numpy
+
+.PHONY: install test demo bench bench-quick clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[all,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(PY) -m pccore compare --dataset digits --backend $(DEMO_BACKEND) --out $(OUT)/compare
+	$(PY) -m pccore energy --dataset digits --backend $(DEMO_BACKEND) --out $(OUT)/energy
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+bench-quick: $(STAMP)
+	$(PY) -m benchmarks --quick
+
+clean:
+	rm -rf $(VENV) $(OUT) build *.egg-info

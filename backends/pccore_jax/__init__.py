@@ -1,0 +1,85 @@
+"""pccore backend plugin "jax": jax arrays on cpu/gpu/tpu, optax optimizers, compiled loops."""
+
+from __future__ import annotations
+
+from pccore.errors import MissingDependency
+
+try:
+    import jax
+    import optax  # noqa: F401  (checked here so the error names the extra)
+except ModuleNotFoundError as err:  # pragma: no cover - exercised without jax
+    raise MissingDependency(err.name or "jax", "jax", "backend 'jax'") from err
+
+import jax.numpy as jnp
+import numpy as np
+
+from pccore.hookspecs import hookimpl
+
+from .loop import compiled_loop
+from .optim import make_optimizer
+
+
+def _name(d) -> str:
+    return f"{d.platform}:{d.id}"
+
+
+def _all_devices() -> dict:
+    found = {}
+    for platform in ("cpu", "gpu", "tpu"):
+        try:
+            found.update({_name(d): d for d in jax.devices(platform)})
+        except RuntimeError:
+            continue
+    return found
+
+
+class JaxBackend:
+    """Backend hooks for JAX; registered under the ``pccore.backends`` entry point."""
+
+    name = "jax"
+
+    @hookimpl
+    def pccore_namespace(self):
+        return jnp
+
+    @hookimpl
+    def pccore_devices(self):
+        return list(_all_devices())
+
+    @hookimpl
+    def pccore_default_device(self):
+        return _name(jax.devices()[0])
+
+    @hookimpl
+    def pccore_dtype(self, name):
+        if name == "float64" and not jax.config.jax_enable_x64:
+            jax.config.update("jax_enable_x64", True)
+        return jnp.dtype(name)
+
+    @hookimpl
+    def pccore_asarray(self, obj, device, dtype):
+        self.pccore_dtype(dtype)
+        return jax.device_put(jnp.asarray(obj, dtype=dtype), _all_devices()[device])
+
+    @hookimpl
+    def pccore_device_name(self, array):
+        return _name(next(iter(array.devices())))
+
+    @hookimpl
+    def pccore_to_numpy(self, array):
+        return np.array(array, copy=True)
+
+    @hookimpl
+    def pccore_make_optimizer(self, name, hyper):
+        return make_optimizer(name, hyper)
+
+    @hookimpl
+    def pccore_run_loop(self, body, carry, n, args, until):
+        return compiled_loop(body, carry, n, args, until)
+
+    @hookimpl
+    def pccore_synchronize(self):
+        (jnp.zeros(()) + 0).block_until_ready()
+
+
+backend = JaxBackend()

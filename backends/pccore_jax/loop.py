@@ -1,0 +1,35 @@
+"""The compiled inference loop: ``lax.fori_loop``/``while_loop`` under ``jax.jit``.
+
+``body`` and ``until`` are static (hashable) arguments and ``n`` is traced, so one
+compilation per (body, shapes, dtypes) serves every call and every iteration count.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+from jax import lax
+
+
+@functools.partial(jax.jit, static_argnames=("body", "until"))
+def _run(carry, n, args, body, until):
+    if until is None:
+        return lax.fori_loop(0, n, lambda i, c: body(c, args), carry), n
+
+    def cond(state):
+        i, c = state
+        return (i < n) & ~until(c, args)
+
+    def step(state):
+        i, c = state
+        return i + 1, body(c, args)
+
+    i, carry = lax.while_loop(cond, step, (0, carry))
+    return carry, i
+
+
+def compiled_loop(body, carry, n, args, until):
+    """Run the loop compiled; returns ``(carry, iterations)`` with iterations an int."""
+    carry, iters = _run(carry, n, args, body=body, until=until)
+    return carry, int(iters)

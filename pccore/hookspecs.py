@@ -1,0 +1,93 @@
+"""pluggy hook specifications of pccore (project name "pccore").
+
+Backend hooks are answered by the one backend registered in a Runtime (firstresult).
+Observer hooks are broadcast to every registered plugin and never change results.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "pccore"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# ----------------------------------------------------------------- backend hooks
+@hookspec(firstresult=True)
+def pccore_namespace():
+    """Return the Array API namespace of the backend's arrays."""
+
+
+@hookspec(firstresult=True)
+def pccore_devices():
+    """Return the device names available on this machine, e.g. ["cpu", "cuda:0"]."""
+
+
+@hookspec(firstresult=True)
+def pccore_default_device():
+    """Return the name of the device used when none is requested."""
+
+
+@hookspec(firstresult=True)
+def pccore_dtype(name):
+    """Return the framework dtype for ``name`` ("float32"/"float64"), enabling it if needed."""
+
+
+@hookspec(firstresult=True)
+def pccore_asarray(obj, device, dtype):
+    """Return ``obj`` (host data or array) as a backend array on ``device`` with ``dtype``."""
+
+
+@hookspec(firstresult=True)
+def pccore_device_name(array):
+    """Return the device name (as listed by ``pccore_devices``) an array lives on."""
+
+
+@hookspec(firstresult=True)
+def pccore_to_numpy(array):
+    """Return a host NumPy copy of a backend array."""
+
+
+@hookspec(firstresult=True)
+def pccore_make_optimizer(name, hyper):
+    """Return an optimizer with ``init(params) -> state`` and
+    ``update(params, grads, state) -> (params, state)`` for params as a tuple of arrays."""
+
+
+@hookspec(firstresult=True)
+def pccore_run_loop(body, carry, n, args, until):
+    """Run ``carry = body(carry, args)`` up to ``n`` times; stop early once
+    ``until(carry, args)`` (a 0-d bool array) is true. Return ``(carry, iterations)``.
+    ``body`` and ``until`` are hashable values so compiled loops can be cached."""
+
+
+@hookspec(firstresult=True)
+def pccore_synchronize():
+    """Block until queued device work is done (used by benchmarks only)."""
+
+
+# ---------------------------------------------------------------- observer hooks
+@hookspec
+def pccore_inference_start(info):
+    """Inference is about to start; ``info`` is an ``InferenceStart`` payload."""
+
+
+@hookspec
+def pccore_inference_step(step):
+    """One inference step was taken; ``step`` is an ``InferenceStep`` payload."""
+
+
+@hookspec
+def pccore_inference_end(result):
+    """Inference finished; ``result`` is the ``InferenceResult``."""
+
+
+@hookspec
+def pccore_train_step(info):
+    """One weight update was made; ``info`` is a ``TrainStep`` payload."""
+
+
+@hookspec
+def pccore_epoch_end(info):
+    """One training epoch ended; ``info`` is an ``EpochEnd`` payload."""

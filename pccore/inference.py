@@ -1,0 +1,222 @@
+"""Inference: minimise the PC energy over states (SO) or errors (EO) with one driver.
+
+The driver builds a hashable step (``Step``) and hands the loop to the backend's
+``pccore_run_loop`` hook. With no ``pccore_inference_step`` observer the loop is fused
+(no host sync per step; compiled whole on JAX). With observers it runs one step at a
+time through the very same loop, so observers never change results.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+
+from .activations import Activation
+from .checks import check_positive_float, check_positive_int
+from .energy import energy_from, error_sweep, state_sweep
+from .errors import InferenceDiverged, InputError
+from .events import InferenceStart, InferenceStep
+from .losses import get_loss
+from .network import Dense, Network, check_input
+from .runtime import Runtime, check_runtime, runtime_for
+
+
+@attrs.frozen
+class InferenceResult:
+    """Outcome of inference on one batch.
+
+    states/errors: L-1 arrays (batch, d_k); energy: 0-d array (batch sum);
+    iterations: updates taken; converged: whether ``tol`` was reached (False without tol).
+    """
+
+    method: str
+    states: list
+    errors: list
+    energy: Any
+    iterations: int
+    converged: bool
+
+
+# ------------------------------------------------------------------- the step
+@attrs.frozen
+class Step:
+    """One optimiser update of the free variables; hashable so compiled loops cache.
+
+    carry = (variables, optimiser state, rms of the last gradient);
+    args = (network params, first pre-activation a0, targets y).
+    """
+
+    method: str
+    acts: tuple[Activation, ...]
+    biases: tuple[bool, ...]
+    loss: Any
+    opt: Any
+    track_norm: bool
+
+    def layers(self, params: tuple) -> list[Dense]:
+        it, out = iter(params), []
+        for act, has_b in zip(self.acts, self.biases):
+            out.append(Dense(next(it), next(it) if has_b else None, act))
+        return out
+
+    def grads(self, xp: Any, args: tuple, values: tuple) -> list:
+        params, a0, y = args
+        sweep = error_sweep if self.method == "EO" else state_sweep
+        return sweep(xp, self.layers(params), self.loss, a0, y, list(values))[0]
+
+    def __call__(self, carry: tuple, args: tuple) -> tuple:
+        values, opt_state, _ = carry
+        xp = _xp(args[2])
+        g = self.grads(xp, args, values)
+        values, opt_state = self.opt.update(tuple(values), tuple(g), opt_state)
+        norm = _rms(xp, g) if self.track_norm else carry[2]
+        return tuple(values), opt_state, norm
+
+
+@attrs.frozen
+class Converged:
+    """Loop stop test: the last gradient's RMS is <= tol (or is NaN)."""
+
+    tol: float
+
+    def __call__(self, carry: tuple, args: tuple) -> Any:
+        return ~(carry[2] > self.tol)
+
+
+def _xp(a: Any) -> Any:
+    import array_api_compat
+
+    return array_api_compat.array_namespace(a)
+
+
+def _rms(xp: Any, grads: list) -> Any:
+    total = sum(xp.sum(g * g) for g in grads)
+    count = sum(math.prod(g.shape) for g in grads)
+    return xp.sqrt(total / count)
+
+
+# ----------------------------------------------------------------- the driver
+class _Optimization:
+    """Shared constructor, validation and driver of SO and EO."""
+
+    method = ""
+
+    def __init__(self, iters: int, lr: float, optimizer: str = "sgd", tol: float | None = None, **hyper: Any):
+        self.iters = check_positive_int("iters", iters)
+        self.lr = check_positive_float("lr", lr)
+        if not isinstance(optimizer, str):
+            raise InputError(f"optimizer must be a name (sgd, momentum, adam), got {optimizer!r}")
+        if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float)) or tol < 0):
+            raise InputError(f"tol must be None or a number >= 0, got {tol!r}")
+        self.optimizer, self.tol, self.hyper = optimizer, tol, hyper
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(iters={self.iters}, lr={self.lr:g}, optimizer={self.optimizer!r}, tol={self.tol})"
+
+    # the two methods differ only in where they start and how values map to states
+    def initial(self, xp: Any, net: Network, x: Any) -> tuple:
+        raise NotImplementedError
+
+    def convert(self, net: Network, x: Any, values: list) -> list:
+        raise NotImplementedError
+
+    def run(self, net: Network, x: Any, y: Any, loss: Any = "mse", runtime: Runtime | None = None) -> InferenceResult:
+        """Minimise the energy for batch x (batch, d_0), y (batch, d_L) on ``runtime``
+        (default: the runtime of x's framework, device and dtype)."""
+        xp = check_input(net, x, y)
+        loss = get_loss(loss)
+        rt = runtime if runtime is not None else runtime_for(x)
+        check_runtime(rt, "x", x)
+        opt = rt.optimizer(self.optimizer, lr=self.lr, **self.hyper)
+        step = Step(self.method, tuple(l.activation for l in net.layers),
+                    tuple(l.b is not None for l in net.layers), loss, opt, self.tol is not None)
+        args = (net.params(), net.layers[0].pre(x), y)
+        values = self.initial(xp, net, x)
+        inf = xp.asarray(math.inf, dtype=x.dtype)
+        carry = (values, opt.init(values), inf)
+        rt.pm.hook.pccore_inference_start(info=InferenceStart(
+            self.method, self.lr, self.optimizer, self.iters, self.tol, x.shape[0], rt))
+        if rt.observes("pccore_inference_step"):
+            carry, n = self._observed(rt, step, carry, args, net, x)
+        else:
+            until = None if self.tol is None else Converged(float(self.tol))
+            carry, n = rt.run_loop(step, carry, self.iters, args, until)
+        result = self._finish(rt, step, carry, args, net, x, y, n)
+        rt.pm.hook.pccore_inference_end(result=result)
+        return result
+
+    def _energy(self, xp, step, args, net, x, values):
+        _, a0, y = args
+        if self.method == "EO":
+            _, yhat, _ = error_sweep(xp, net.layers, step.loss, a0, y, list(values))
+            return energy_from(xp, step.loss, values, yhat, y)
+        _, eps, _, yhat = state_sweep(xp, net.layers, step.loss, a0, y, list(values))
+        return energy_from(xp, step.loss, eps[:-1], yhat, y)
+
+    def _observed(self, rt, step, carry, args, net, x):
+        """Step-by-step loop that reports every point to the observers."""
+        xp, until = rt.xp, (None if self.tol is None else Converged(float(self.tol)))
+        for i in range(self.iters + 1):
+            energy = self._energy(xp, step, args, net, x, carry[0])
+            if not bool(xp.isfinite(energy)):
+                raise InferenceDiverged(self.method, self.lr, i)
+            rt.pm.hook.pccore_inference_step(step=InferenceStep(
+                self.method, i, energy, rt, values=carry[0],
+                convert=lambda v: self.convert(net, x, v)))
+            if i == self.iters or (until is not None and bool(until(carry, args))):
+                return carry, i
+            carry, _ = rt.run_loop(step, carry, 1, args, None)
+        return carry, self.iters
+
+    def _first_nonfinite(self, rt, step, carry0, args, net, x, n):
+        carry = carry0
+        for i in range(n + 1):
+            if not bool(rt.xp.isfinite(self._energy(rt.xp, step, args, net, x, carry[0]))):
+                return i
+            carry, _ = rt.run_loop(step, carry, 1, args, None)
+        return n
+
+    def _finish(self, rt, step, carry, args, net, x, y, n):
+        xp, values = rt.xp, list(carry[0])
+        energy = self._energy(xp, step, args, net, x, values)
+        if not bool(xp.isfinite(energy)):
+            fresh = self.initial(xp, net, x)
+            start = (fresh, step.opt.init(fresh), carry[2])
+            raise InferenceDiverged(self.method, self.lr, self._first_nonfinite(rt, step, start, args, net, x, n))
+        converged = False
+        if self.tol is not None:
+            converged = bool(_rms(xp, step.grads(xp, args, tuple(values))) <= self.tol)
+        other = self.convert(net, x, values)
+        states, errors = (values, other) if self.method == "SO" else (other, values)
+        return InferenceResult(self.method, states, errors, energy, int(n), converged)
+
+
+class StateOptimization(_Optimization):
+    """SO: gradient descent on the hidden states, starting from the feed-forward pass."""
+
+    method = "SO"
+
+    def initial(self, xp, net, x):
+        return tuple(net.feedforward_states(x))
+
+    def convert(self, net, x, values):
+        from .energy import errors_from_states
+
+        return errors_from_states(net, x, values)
+
+
+class ErrorOptimization(_Optimization):
+    """EO: gradient descent on the prediction errors, starting from zero errors
+    (the feed-forward pass); converges far faster than SO in deep networks."""
+
+    method = "EO"
+
+    def initial(self, xp, net, x):
+        return tuple(xp.zeros_like(s) for s in net.feedforward_states(x))
+
+    def convert(self, net, x, values):
+        from .energy import states_from_errors
+
+        return states_from_errors(net, x, values)
