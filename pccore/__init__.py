@@ -64,3 +64,7 @@ __all__ += [
     "EpochEnd", "ErrorOptimization", "InferenceResult", "InferenceStart", "InferenceStep",
     "StateOptimization", "TrainStep", "runtime_for",
 ]
+
+from .data import Dataset, batches, datasets, load_dataset  # noqa: E402
+
+__all__ += ["Dataset", "batches", "datasets", "load_dataset"]

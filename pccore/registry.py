@@ -10,6 +10,7 @@ from .errors import MissingDependency, UnknownNameError
 BACKENDS = "pccore.backends"
 PLUGINS = "pccore.plugins"
 DATASETS = "pccore.datasets"
+PLOTS = "pccore.plots"
 
 
 def _group(group: str) -> dict[str, EntryPoint]:
