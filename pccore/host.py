@@ -49,11 +49,17 @@ def _normal(rng, fan_out: int, fan_in: int, gain: float):
     return rng.standard_normal((fan_out, fan_in)) * (gain / math.sqrt(fan_in))
 
 
+def _uniform(rng, fan_out: int, fan_in: int, gain: float):
+    bound = gain / math.sqrt(fan_in)
+    return rng.uniform(-bound, bound, size=(fan_out, fan_in))
+
+
 INITS: dict[str, Callable] = {
     "orthogonal": _orthogonal,  # QR of a Gaussian matrix, sign-fixed, times gain
     "xavier_uniform": _xavier_uniform,  # U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out))
     "kaiming_normal": _kaiming_normal,  # N(0, (gain * sqrt(2 / fan_in))^2)
     "normal": _normal,  # N(0, (gain / sqrt(fan_in))^2)
+    "uniform": _uniform,  # U(-b, b), b = gain / sqrt(fan_in) (the PyTorch/Equinox Linear default)
 }
 
 
