@@ -68,3 +68,8 @@ __all__ += [
 from .data import Dataset, batches, datasets, load_dataset  # noqa: E402
 
 __all__ += ["Dataset", "batches", "datasets", "load_dataset"]
+
+from .training import Trainer, TrainHistory, TrainSession, backprop_grads  # noqa: E402
+from .io import load, save  # noqa: E402
+
+__all__ += ["Trainer", "TrainHistory", "TrainSession", "backprop_grads", "load", "save"]

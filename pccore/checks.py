@@ -51,6 +51,16 @@ def check_float(xp: Any, arg: str, a: Any) -> None:
         raise InputError(f"{arg} must have a floating-point dtype, got {a.dtype}")
 
 
+def check_dtype(arg: str, a: Any, dtype: Any) -> None:
+    """Raise if ``a``'s dtype differs from the network's ``dtype`` (torch would fail later
+    with a bare RuntimeError, NumPy and JAX would silently promote)."""
+    if a.dtype != dtype:
+        raise InputError(
+            f"{arg} has dtype {a.dtype} but the network's weights are {dtype}; "
+            "create both on one runtime (rt.asarray)"
+        )
+
+
 def check_shape(arg: str, a: Any, expected: tuple) -> None:
     """Raise if ``a.shape`` differs from ``expected`` (``None`` entries match anything)."""
     shape = tuple(a.shape)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .checks import check_float, check_shape
+from .checks import check_dtype, check_float, check_shape
 from .errors import InputError
 from .losses import get_loss
 from .network import Network, check_input
@@ -80,6 +80,7 @@ def check_hidden(net: Network, x: Any, y: Any, values: Sequence[Any], arg: str) 
     for k, v in enumerate(values):
         check_float(xp, f"{arg}[{k}]", v)
         check_shape(f"{arg}[{k}]", v, (x.shape[0], net.widths[k + 1]))
+        check_dtype(f"{arg}[{k}]", v, x.dtype)
     return xp
 
 

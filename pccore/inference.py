@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import array_api_compat as compat
 import attrs
 
 from .activations import Activation
@@ -28,7 +29,9 @@ class InferenceResult:
     """Outcome of inference on one batch.
 
     states/errors: L-1 arrays (batch, d_k); energy: 0-d array (batch sum);
-    iterations: updates taken; converged: whether ``tol`` was reached (False without tol).
+    iterations: updates taken; converged: whether ``tol`` was reached (False without tol):
+    the loop stopped early because the RMS of the last gradient was <= tol, or the
+    gradient at the returned point is.
     """
 
     method: str
@@ -134,7 +137,7 @@ class _Optimization:
                     tuple(l.b is not None for l in net.layers), loss, opt, self.tol is not None)
         args = (net.params(), net.layers[0].pre(x), y)
         values = self.initial(xp, net, x)
-        inf = xp.asarray(math.inf, dtype=x.dtype)
+        inf = xp.asarray(math.inf, dtype=x.dtype, device=compat.device(x))
         carry = (values, opt.init(values), inf)
         rt.pm.hook.pccore_inference_start(info=InferenceStart(
             self.method, self.lr, self.optimizer, self.iters, self.tol, x.shape[0], rt))
@@ -186,8 +189,8 @@ class _Optimization:
             start = (fresh, step.opt.init(fresh), carry[2])
             raise InferenceDiverged(self.method, self.lr, self._first_nonfinite(rt, step, start, args, net, x, n))
         converged = False
-        if self.tol is not None:
-            converged = bool(_rms(xp, step.grads(xp, args, tuple(values))) <= self.tol)
+        if self.tol is not None:  # the stop test fired (n < iters), or the end point meets tol
+            converged = n < self.iters or bool(_rms(xp, step.grads(xp, args, tuple(values))) <= self.tol)
         other = self.convert(net, x, values)
         states, errors = (values, other) if self.method == "SO" else (other, values)
         return InferenceResult(self.method, states, errors, energy, int(n), converged)

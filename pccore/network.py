@@ -9,7 +9,7 @@ import attrs
 
 from . import host
 from .activations import Activation, get_activation
-from .checks import check_float, check_shape, namespace
+from .checks import check_dtype, check_float, check_shape, namespace
 from .errors import InputError
 
 
@@ -85,11 +85,14 @@ class Network:
 def check_input(net: Network, x: Any, y: Any = None, **extra: Any) -> Any:
     """Validate x (batch, d_0) and y (batch, d_L) against ``net``; returns the namespace."""
     xp = namespace(x=x, y=y, W1=net.layers[0].W, **extra)
+    dtype = net.layers[0].W.dtype
     check_float(xp, "x", x)
     check_shape("x", x, (None, net.widths[0]))
+    check_dtype("x", x, dtype)
     if y is not None:
         check_float(xp, "y", y)
         check_shape("y", y, (x.shape[0], net.widths[-1]))
+        check_dtype("y", y, dtype)
     return xp
 
 

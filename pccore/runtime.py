@@ -7,6 +7,7 @@ import inspect
 from collections.abc import Iterable
 from typing import Any
 
+import array_api_compat
 import attrs
 import pluggy
 
@@ -90,8 +91,15 @@ def _resolve_device(pm: pluggy.PluginManager, backend: str, device: str | None) 
 
 def _resolve_plugin(plugin: Any) -> Any:
     if isinstance(plugin, str):
-        plugin = registry.load(registry.PLUGINS, plugin, "plugin")
+        name, plugin = plugin, registry.load(registry.PLUGINS, plugin, "plugin")
         if inspect.isclass(plugin):
+            try:
+                inspect.signature(plugin).bind()
+            except TypeError as err:
+                raise InputError(
+                    f"plugin {name!r} needs arguments ({err}); pass an instance, "
+                    f"e.g. plugins=[{plugin.__name__}(...)]"
+                ) from None
             plugin = plugin()
     return plugin
 
@@ -133,7 +141,8 @@ def runtime_for(array: Any) -> Runtime:
     from .checks import framework_of
 
     backend = framework_of(array)
-    dtype = "float64" if "64" in str(array.dtype) else "float32"
+    xp = array_api_compat.array_namespace(array)
+    dtype = "float64" if array.dtype == xp.float64 else "float32"
     rt = default_runtime(backend, None, dtype)
     device = rt.pm.hook.pccore_device_name(array=array)
     return rt if device == rt.device else default_runtime(backend, device, dtype)

@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import jax
+import numpy as np
 import optax
+
+from pccore.errors import InputError
 
 from pccore_numpy.optim import resolve_hyper
 
@@ -32,6 +36,19 @@ class OptaxOptimizer:
     def update(self, params: tuple, grads: tuple, state: Any) -> tuple[tuple, Any]:
         updates, state = self.transform().update(tuple(grads), state, tuple(params))
         return tuple(optax.apply_updates(tuple(params), updates)), state
+
+    def state_to_host(self, state: Any) -> dict:
+        """The optax state's leaves as host NumPy arrays keyed "0", "1", ..., for checkpoints."""
+        return {str(i): np.array(leaf, copy=True) for i, leaf in enumerate(jax.tree_util.tree_leaves(state))}
+
+    def state_from_host(self, params: tuple, host: dict) -> Any:
+        """Inverse of :meth:`state_to_host`: an optax state for ``params`` with those leaves."""
+        leaves, treedef = jax.tree_util.tree_flatten(self.init(params))
+        if sorted(host, key=int) != [str(i) for i in range(len(leaves))]:
+            raise InputError(f"optimizer state for {self.name!r} needs {len(leaves)} arrays, got keys {sorted(host)}")
+        new = [jax.device_put(np.asarray(host[str(i)]).astype(leaf.dtype), leaf.sharding)
+               for i, leaf in enumerate(leaves)]
+        return jax.tree_util.tree_unflatten(treedef, new)
 
 
 def make_optimizer(name: str, hyper: dict) -> OptaxOptimizer:

@@ -67,6 +67,22 @@ class ArrayAPIOptimizer:
             return params, state
         return self._adam(params, grads, state, h)
 
+    def state_to_host(self, state: Any) -> dict:
+        """Optimizer state as host NumPy arrays keyed "0", "1", ... (leaves in order),
+        for checkpoints."""
+        import numpy as np
+
+        return {str(i): np.array(leaf, copy=True) for i, leaf in enumerate(_leaves(state))}
+
+    def state_from_host(self, params: tuple, host: dict) -> Any:
+        """Inverse of :meth:`state_to_host`: a state for ``params`` holding ``host``'s values."""
+        template = self.init(params)
+        count = len(_leaves(template))
+        if sorted(host, key=int) != [str(i) for i in range(count)]:
+            raise InputError(f"optimizer state for {self.name!r} needs {count} arrays, got keys {sorted(host)}")
+        values = iter(host[str(i)] for i in range(count))
+        return _fill(template, values)
+
     @staticmethod
     def _adam(params, grads, state, h):
         t, m, v = state
@@ -79,6 +95,25 @@ class ArrayAPIOptimizer:
             vi += (1 - h["b2"]) * (g * g)
             p -= (h["lr"] / c1) * mi / ((vi / c2) ** 0.5 + h["eps"])
         return params, (t, m, v)
+
+
+def _leaves(tree: Any) -> list:
+    if isinstance(tree, tuple):
+        return [leaf for item in tree for leaf in _leaves(item)]
+    return [tree]
+
+
+def _fill(tree: Any, values: Any) -> Any:
+    """``tree`` with its leaves replaced, in order, by ``values`` (ints stay ints)."""
+    if isinstance(tree, tuple):
+        return tuple(_fill(item, values) for item in tree)
+    value = next(values)
+    if isinstance(tree, int):
+        return int(value)
+    import array_api_compat
+
+    xp = array_api_compat.array_namespace(tree)
+    return xp.asarray(xp.asarray(value), dtype=tree.dtype, copy=True)
 
 
 def make_optimizer(name: str, hyper: dict) -> ArrayAPIOptimizer:

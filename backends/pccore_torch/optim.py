@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import numpy as np
 import torch
 
 from pccore_numpy.optim import resolve_hyper
@@ -37,6 +38,28 @@ class TorchOptimizer:
             p.grad = g
         state.step()
         return params, state
+
+    def state_to_host(self, state: torch.optim.Optimizer) -> dict:
+        """The optimizer's per-parameter state as host NumPy arrays keyed "<param>/<name>",
+        for checkpoints (hyper-parameters are rebuilt from this optimizer's config)."""
+        out = {}
+        for idx, entries in state.state_dict()["state"].items():
+            for key, value in entries.items():
+                if value is not None:
+                    out[f"{idx}/{key}"] = np.array(torch.as_tensor(value).detach().cpu(), copy=True)
+        return out
+
+    def state_from_host(self, params: tuple, host: dict) -> torch.optim.Optimizer:
+        """Inverse of :meth:`state_to_host`: a torch optimizer over ``params`` with that state."""
+        opt = self.init(params)
+        sd = opt.state_dict()
+        state: dict = {}
+        for name, value in host.items():
+            idx, key = name.split("/", 1)
+            state.setdefault(int(idx), {})[key] = torch.as_tensor(np.asarray(value))
+        sd["state"] = state
+        opt.load_state_dict(sd)
+        return opt
 
 
 def make_optimizer(name: str, hyper: dict) -> TorchOptimizer:
