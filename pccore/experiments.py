@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -100,8 +101,10 @@ def sweep(method: type, iters: int, lrs: Sequence[float], net: Network, x: Any, 
     scores, best = {}, None
     for lr in lrs:
         try:
-            result = method(iters=iters, lr=lr).run(net, x, y, runtime=rt)
-            score = _score(rt, result.states, optimum)
+            with warnings.catch_warnings():  # a diverging lr overflows on the way: expected
+                warnings.simplefilter("ignore", RuntimeWarning)
+                result = method(iters=iters, lr=lr).run(net, x, y, runtime=rt)
+                score = _score(rt, result.states, optimum)
         except InferenceDiverged:
             score = math.inf
         scores[lr] = score if math.isfinite(score) else math.inf

@@ -58,16 +58,25 @@ class Step:
     opt: Any
     track_norm: bool
 
-    def layers(self, params: tuple) -> list[Dense]:
+    def layers(self, params: tuple) -> list[_Layer]:
         it, out = iter(params), []
         for act, has_b in zip(self.acts, self.biases):
-            out.append(Dense(next(it), next(it) if has_b else None, act))
+            out.append(_Layer(next(it), next(it) if has_b else None, act))
         return out
 
     def grads(self, xp: Any, args: tuple, values: tuple) -> list:
         params, a0, y = args
         sweep = error_sweep if self.method == "EO" else state_sweep
         return sweep(xp, self.layers(params), self.loss, a0, y, list(values))[0]
+
+    def grads_energy(self, xp: Any, args: tuple, values: tuple) -> tuple[list, Any]:
+        """The gradient at ``values`` and the energy there, from one sweep."""
+        params, a0, y = args
+        if self.method == "EO":
+            grads, yhat, _ = error_sweep(xp, self.layers(params), self.loss, a0, y, list(values))
+            return grads, energy_from(xp, self.loss, values, yhat, y)
+        grads, eps, _, yhat = state_sweep(xp, self.layers(params), self.loss, a0, y, list(values))
+        return grads, energy_from(xp, self.loss, eps[:-1], yhat, y)
 
     def __call__(self, carry: tuple, args: tuple) -> tuple:
         values, opt_state, _ = carry
@@ -76,6 +85,48 @@ class Step:
         values, opt_state = self.opt.update(tuple(values), tuple(g), opt_state)
         norm = _rms(xp, g) if self.track_norm else carry[2]
         return tuple(values), opt_state, norm
+
+
+class _Layer:
+    """What the sweeps need of a Dense layer (W, b, activation, pre), without attrs'
+    validation: the step rebuilds the layers from its traced parameters every call."""
+
+    __slots__ = ("W", "b", "activation")
+
+    def __init__(self, W: Any, b: Any, activation: Activation):
+        self.W, self.b, self.activation = W, b, activation
+
+    def pre(self, s: Any) -> Any:
+        a = s @ self.W.T
+        return a if self.b is None else a + self.b
+
+
+# Observed runs split the step in two loop bodies, so the observers see each point with
+# the energy from the very sweep that gives its gradient (no second forward pass) before
+# the (possibly in-place) update. Carry: (values, opt state, rms, grads, energy).
+@attrs.frozen
+class _Probe:
+    """Gradient and energy at the current point; the point itself is left as it is."""
+
+    step: Step
+
+    def __call__(self, carry: tuple, args: tuple) -> tuple:
+        values, opt_state, norm, _, _ = carry
+        g, energy = self.step.grads_energy(_xp(args[2]), args, values)
+        return values, opt_state, norm, tuple(g), energy
+
+
+@attrs.frozen
+class _Apply:
+    """The optimiser update with the gradient found by ``_Probe`` (same ops as ``Step``)."""
+
+    step: Step
+
+    def __call__(self, carry: tuple, args: tuple) -> tuple:
+        values, opt_state, norm, g, energy = carry
+        values, opt_state = self.step.opt.update(tuple(values), tuple(g), opt_state)
+        norm = _rms(_xp(args[2]), g) if self.step.track_norm else norm
+        return tuple(values), opt_state, norm, g, energy
 
 
 @attrs.frozen
@@ -159,19 +210,23 @@ class _Optimization:
         return energy_from(xp, step.loss, eps[:-1], yhat, y)
 
     def _observed(self, rt, step, carry, args, net, x):
-        """Step-by-step loop that reports every point to the observers."""
+        """Step-by-step loop that reports every point to the observers: one sweep per
+        point gives both the energy shown and the gradient of the update that follows."""
         xp, until = rt.xp, (None if self.tol is None else Converged(float(self.tol)))
+        probe, apply = _Probe(step), _Apply(step)
+        values, opt_state, norm = carry
+        full = (values, opt_state, norm, tuple(xp.zeros_like(v) for v in values), norm)
         for i in range(self.iters + 1):
-            energy = self._energy(xp, step, args, net, x, carry[0])
-            if not bool(xp.isfinite(energy)):
+            full, _ = rt.run_loop(probe, full, 1, args, None)
+            if not bool(xp.isfinite(full[4])):
                 raise InferenceDiverged(self.method, self.lr, i)
             rt.pm.hook.pccore_inference_step(step=InferenceStep(
-                self.method, i, energy, rt, values=carry[0],
+                self.method, i, full[4], rt, values=full[0],
                 convert=lambda v: self.convert(net, x, v)))
-            if i == self.iters or (until is not None and bool(until(carry, args))):
-                return carry, i
-            carry, _ = rt.run_loop(step, carry, 1, args, None)
-        return carry, self.iters
+            if i == self.iters or (until is not None and bool(until(full, args))):
+                return full[:3], i
+            full, _ = rt.run_loop(apply, full, 1, args, None)
+        return full[:3], self.iters
 
     def _first_nonfinite(self, rt, step, carry0, args, net, x, n):
         carry = carry0

@@ -72,7 +72,7 @@ class DistanceToOptimum(Tracker):
         if self._target is None:
             self._prepare(states)
         diff = xp.concat([states[k] for k in self.layers], axis=1) - self._target
-        rows = xp.sqrt((diff * diff) @ self._sum) * 1.0000001  # (batch, layers): a few ops for any depth
+        rows = xp.sqrt((diff * diff) @ self._sum)  # (batch, layers): a few ops for any depth
         self._pending.append(rows / self._scale if self.relative else rows)
 
     # ---------------------------------------------------------------- results

@@ -1,0 +1,361 @@
+"""The ``pccore`` command: ``compare`` (seed 000), ``energy`` (seed 003), ``train`` and ``plugins``.
+
+User errors (bad names, missing data, bad sizes) print one line and exit with status 2;
+no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import registry
+from .errors import InputError, MissingDependency, PCCoreError
+
+EXIT_USER_ERROR = 2
+
+
+# ------------------------------------------------------------ argument types
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = _positive_int(text) if text != "0" else 0
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+def _floats(text: str) -> list[float]:
+    return [_positive_float(t) for t in text.split(",") if t.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _names(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+# ---------------------------------------------------------------- parsers
+def _common(out: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("common options")
+    g.add_argument("--backend", default="numpy", help="array backend: numpy, torch or jax (default numpy)")
+    g.add_argument("--device", default=None, help="device of the backend, e.g. cpu, cuda:0, gpu:0 (default: the backend's)")
+    g.add_argument("--dtype", default="float32", choices=("float32", "float64"), help="floating dtype (default float32)")
+    g.add_argument("--dataset", default="digits", help="dataset name, see `pccore plugins` (default digits)")
+    g.add_argument("--data-dir", default=None, help="folder holding the dataset files (torchvision root); "
+                   "default $PCCORE_DATA_DIR or ./data")
+    g.add_argument("--download", action="store_true", help="let the dataset loader download missing files")
+    g.add_argument("--out", default=out, help=f"output folder (default {out})")
+    g.add_argument("--seed", type=_count, default=0, help="seed of weights, shuffling and batch choice (default 0)")
+    g.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def _compare_parser(sub) -> None:
+    p = sub.add_parser("compare", parents=[_common("out/compare")],
+                       help="seed 000: EO vs SO inference on a deep linear net vs the analytical optimum",
+                       description="Error optimization (EO) vs state optimization (SO) on one batch of a "
+                       "deep linear network, against its analytical equilibrium. Writes convergence, "
+                       "gradient_alignment and gradient_norms PNGs and summary.json to --out.")
+    p.add_argument("--depth", type=_positive_int, default=20, help="number of weight layers (default 20)")
+    p.add_argument("--width", type=_positive_int, default=128, help="hidden width (default 128)")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (default 64)")
+    p.add_argument("--pretrain-steps", type=_count, default=50, help="backprop pre-training steps (default 50)")
+    p.add_argument("--pretrain-lr", type=_positive_float, default=1e-3, help="Adam lr of the pre-training (default 1e-3)")
+    p.add_argument("--eo-iters", type=_positive_int, default=256, help="EO inference steps (default 256)")
+    p.add_argument("--so-iters", type=_positive_int, default=4096, help="SO inference steps (default 4096)")
+    p.add_argument("--eo-lrs", type=_floats, default=[0.01, 0.05, 0.1, 0.3], help="EO lr sweep (default 0.01,0.05,0.1,0.3)")
+    p.add_argument("--so-lrs", type=_floats, default=[0.1, 0.3, 0.5], help="SO lr sweep (default 0.1,0.3,0.5)")
+    p.add_argument("--layers", type=_ints, default=None, help="hidden layers to track (default first,middle,last: 0,9,18)")
+    p.add_argument("--threshold", type=_positive_float, default=7e-5, help="absolute distance threshold (default 7e-5)")
+    p.add_argument("--relative-threshold", type=_positive_float, default=1e-3, help="relative distance threshold (default 1e-3)")
+    p.add_argument("--plots", type=_names, default=None, help="figures to draw (default convergence,gradient_alignment,gradient_norms)")
+    p.set_defaults(func=cmd_compare)
+
+
+def _energy_parser(sub) -> None:
+    p = sub.add_parser("energy", parents=[_common("out/energy")],
+                       help="seed 003: theoretical vs numerical equilibrium energy during PC training",
+                       description="PC training (EO inference) of a deep linear MLP; before each weight "
+                       "update the theoretical equilibrium energy F* of the batch vs the numerical one. "
+                       "Writes energy.png and summary.json to --out.")
+    p.add_argument("--width", type=_positive_int, default=300, help="hidden width (default 300)")
+    p.add_argument("--depth", type=_positive_int, default=5, help="number of weight layers (default 5)")
+    p.add_argument("--steps", type=_positive_int, default=100, help="training iterations (default 100)")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (default 64)")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam lr of the weights (default 1e-3)")
+    p.add_argument("--iters", type=_positive_int, default=300, help="EO inference steps per batch (default 300)")
+    p.add_argument("--inference-lr", type=_positive_float, default=0.1, help="EO inference lr (default 0.1)")
+    p.add_argument("--test-every", type=_positive_int, default=10, help="test accuracy every N steps (default 10)")
+    p.add_argument("--init", default="uniform", help="weight init (default uniform, the Equinox/PyTorch Linear default)")
+    p.add_argument("--plots", type=_names, default=None, help="figures to draw (default energy)")
+    p.set_defaults(func=cmd_energy)
+
+
+def _train_parser(sub) -> None:
+    p = sub.add_parser("train", parents=[_common("out/train")],
+                       help="train an MLP with PC (eo, so) or backprop (bp) and report test accuracy",
+                       description="Train an MLP with predictive coding or backprop. Writes model.npz "
+                       "(pccore.load), history.json and summary.json to --out.")
+    p.add_argument("--method", default="eo", choices=("eo", "so", "bp"), help="eo, so or bp (default eo)")
+    p.add_argument("--activation", default="tanh", help="hidden activation (default tanh)")
+    p.add_argument("--width", type=_positive_int, default=128, help="hidden width (default 128)")
+    p.add_argument("--depth", type=_positive_int, default=3, help="number of weight layers (default 3)")
+    p.add_argument("--bias", action=argparse.BooleanOptionalAction, default=True, help="use biases (default yes)")
+    p.add_argument("--init", default="xavier_uniform", help="weight init (default xavier_uniform)")
+    p.add_argument("--epochs", type=_positive_int, default=1, help="epochs (default 1)")
+    p.add_argument("--steps", type=_positive_int, default=None, help="stop after this many weight updates")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (default 64)")
+    p.add_argument("--optimizer", default="adam", help="weight optimizer: sgd, momentum, adam (default adam)")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="weight lr (default 1e-3)")
+    p.add_argument("--loss", default="mse", help="output loss: mse or ce (default mse)")
+    p.add_argument("--iters", type=_positive_int, default=None, help="inference steps per batch (default eo 100, so 200)")
+    p.add_argument("--inference-lr", type=_positive_float, default=None, help="inference lr (default eo 0.1, so 0.2)")
+    p.add_argument("--eval-every", type=_positive_int, default=None, help="test evaluation every N steps (default: each epoch)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint file or folder, written at each epoch end")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint when it exists")
+    p.add_argument("--tracker", action="append", default=[], help="observer plugin to register (repeatable), see `pccore plugins`")
+    p.set_defaults(func=cmd_train)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of the ``pccore`` command."""
+    parser = argparse.ArgumentParser(prog="pccore", description="Predictive coding experiments on NumPy, PyTorch and JAX.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _compare_parser(sub)
+    _energy_parser(sub)
+    _train_parser(sub)
+    p = sub.add_parser("plugins", help="list installed backends (with devices), trackers, plots and datasets")
+    p.set_defaults(func=cmd_plugins)
+    return parser
+
+
+# ---------------------------------------------------------------- helpers
+def _log(args) -> Any:
+    if args.quiet:
+        return lambda message: None
+    return lambda message: print(message, file=sys.stderr, flush=True)
+
+
+def _runtime(args, plugins: Sequence[Any] = ()) -> Any:
+    from .runtime import runtime
+
+    return runtime(args.backend, device=args.device, dtype=args.dtype, plugins=plugins)
+
+
+def _dataset(args) -> Any:
+    from .data import load_dataset
+
+    if args.data_dir is not None and not args.download and not Path(args.data_dir).is_dir():
+        raise InputError(f"--data-dir {args.data_dir!r} is not an existing folder")
+    _log(args)(f"loading dataset {args.dataset!r}")
+    return load_dataset(args.dataset, root=args.data_dir, download=args.download)
+
+
+def _out(args) -> Path:
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {args.out!r} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _check_plots(names: Sequence[str] | None, allowed: Sequence[str]) -> list[str]:
+    """Requested plot names (default ``allowed``), checked before any work is done."""
+    names = list(allowed) if names is None else list(names)
+    for name in names:
+        registry.load(registry.PLOTS, name, "plot")  # unknown / uninstalled -> clear error
+        if name not in allowed:
+            raise InputError(f"plot {name!r} is not drawn by this command; choose from {', '.join(allowed)}")
+    return names
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False, default=_json_default) + "\n")
+    os.replace(tmp, path)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def _save_figures(figures: dict, out: Path, log) -> list[str]:
+    written = []
+    for name, fig in figures.items():
+        path = out / f"{name}.png"
+        fig.savefig(path, dpi=110)
+        written.append(str(path))
+        log(f"wrote {path}")
+    return written
+
+
+# --------------------------------------------------------------- commands
+def cmd_compare(args) -> int:
+    from . import experiments
+
+    plots = _check_plots(args.plots, experiments.COMPARE_PLOTS)
+    out, log = _out(args), _log(args)
+    rt, data = _runtime(args), _dataset(args)
+    result = experiments.compare(
+        data, rt, depth=args.depth, width=args.width, batch_size=args.batch_size,
+        pretrain_steps=args.pretrain_steps, pretrain_lr=args.pretrain_lr, eo_iters=args.eo_iters,
+        so_iters=args.so_iters, eo_lrs=args.eo_lrs, so_lrs=args.so_lrs, layers=args.layers,
+        threshold=args.threshold, relative_threshold=args.relative_threshold, seed=args.seed,
+        log=log, progress=not args.quiet)
+    summary = dict(result.summary)
+    summary["figures"] = _save_figures(result.figures(plots), out, log)
+    _write_json(out / "summary.json", summary)
+    _print_compare(summary, out)
+    return 0
+
+
+def _print_compare(s: dict, out: Path) -> None:
+    print(f"best lrs: EO {s['eo']['best_lr']:g}, SO {s['so']['best_lr']:g}")
+    print(f"steps to median distance < {s['threshold']:g} (and < {s['relative_threshold']:g} relative):")
+    for k in s["layers"]:
+        k = str(k)
+        eo, so = s["steps_to_threshold"]["eo"][k], s["steps_to_threshold"]["so"][k]
+        speed = s["speedup"][k]
+        rel = s["relative_speedup"][k]
+        print(f"  layer {k:>3}: EO {eo}, SO {so}, speed-up "
+              f"{'n/a' if speed is None else f'{speed:.0f}x'} (relative: {'n/a' if rel is None else f'{rel:.0f}x'})")
+    print(f"results in {out}/ (summary.json, {', '.join(Path(f).name for f in s['figures'])})")
+
+
+def cmd_energy(args) -> int:
+    from . import experiments
+
+    plots = _check_plots(args.plots, experiments.ENERGY_PLOTS)
+    out, log = _out(args), _log(args)
+    rt, data = _runtime(args), _dataset(args)
+    log(f"PC training for {args.steps} iterations ({args.iters} EO steps of lr {args.inference_lr:g} each)")
+    result = experiments.energy(
+        data, rt, width=args.width, depth=args.depth, steps=args.steps, batch_size=args.batch_size,
+        lr=args.lr, iters=args.iters, inference_lr=args.inference_lr, test_every=args.test_every,
+        init=args.init, seed=args.seed, log=log)
+    summary = dict(result.summary)
+    summary["figures"] = _save_figures(result.figures(plots), out, log)
+    _write_json(out / "summary.json", summary)
+    gap, acc = summary["max_relative_gap"], summary["final_test_accuracy"]
+    print(f"largest relative gap |numerical - theory| / theory: {gap:.3g} (step {summary['max_relative_gap_step']})")
+    if acc is not None:
+        print(f"test accuracy after {summary['steps']} iterations: {100 * acc:.1f}%")
+    print(f"results in {out}/ (summary.json, {', '.join(Path(f).name for f in summary['figures'])})")
+    return 0
+
+
+def _inference(args) -> Any:
+    from .inference import ErrorOptimization, StateOptimization
+    from .training import DEFAULT_INFERENCE
+
+    if args.method == "bp":
+        if args.iters is not None or args.inference_lr is not None:
+            raise InputError("--iters and --inference-lr apply to --method eo or so, not bp")
+        return None
+    default = DEFAULT_INFERENCE[args.method]
+    cls = ErrorOptimization if args.method == "eo" else StateOptimization
+    return cls(iters=args.iters or default["iters"], lr=args.inference_lr or default["lr"])
+
+
+def _tracker(name: str) -> Any:
+    """Observer plugin ``name`` from the ``pccore.plugins`` entry points, instantiated."""
+    import inspect
+
+    plugin = registry.load(registry.PLUGINS, name, "tracker")
+    return plugin() if inspect.isclass(plugin) else plugin
+
+
+def cmd_train(args) -> int:
+    from .io import save
+    from .network import mlp
+    from .training import Trainer
+
+    out, log = _out(args), _log(args)
+    rt = _runtime(args, plugins=[_tracker(name) for name in args.tracker])
+    data = _dataset(args)
+    widths = [data.input_dim] + [args.width] * (args.depth - 1) + [data.num_classes]
+    net = mlp(rt, widths, activation=args.activation, bias=args.bias, init=args.init, seed=args.seed)
+    trainer = Trainer(args.method, inference=_inference(args), optimizer=args.optimizer, lr=args.lr,
+                      batch_size=args.batch_size, loss=args.loss, seed=args.seed, runtime=rt,
+                      progress=not args.quiet)
+    log(f"training {widths} ({args.activation}) with {trainer!r}")
+    before = trainer.evaluate(net, data)
+    net, history = trainer.fit(net, data, epochs=args.epochs, max_steps=args.steps,
+                               eval_every=args.eval_every, checkpoint=args.checkpoint, resume=args.resume)
+    after = trainer.evaluate(net, data)
+    save(net, out / "model.npz")
+    _write_json(out / "history.json", history.as_dict())
+    summary = {"experiment": "train", "dataset": data.name, "backend": rt.backend, "device": rt.device,
+               "dtype": rt.dtype, "widths": widths, "activation": args.activation, "method": args.method,
+               "steps": len(history.step), "initial": before, "final": after}
+    _write_json(out / "summary.json", summary)
+    print(f"test accuracy {100 * before['accuracy']:.1f}% -> {100 * after['accuracy']:.1f}% "
+          f"(test loss {before['loss']:.4g} -> {after['loss']:.4g}) after {len(history.step)} steps")
+    print(f"results in {out}/ (model.npz, history.json, summary.json)")
+    return 0
+
+
+def cmd_plugins(args) -> int:
+    from .runtime import runtime
+
+    print("backends:")
+    for name in registry.backends():
+        try:
+            devices = ", ".join(runtime(name).devices())
+        except MissingDependency as err:
+            devices = f"not usable: {err}"
+        print(f"  {name:<14} {devices}")
+    for title, group in (("trackers", registry.PLUGINS), ("plots", registry.PLOTS), ("datasets", registry.DATASETS)):
+        print(f"{title}:")
+        for name in registry.names(group):
+            print(f"  {name}")
+    return 0
+
+
+# ------------------------------------------------------------------- main
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``pccore`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse already printed usage and the message
+        return int(exit_.code or 0)
+    try:
+        return args.func(args)
+    except PCCoreError as err:
+        print(f"pccore {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"pccore {args.command}: interrupted", file=sys.stderr)
+        return 130
