@@ -36,10 +36,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def _set_threads(n: int) -> None:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(n)
-    flags = os.environ.get("XLA_FLAGS", "")
-    if n == 1:
-        flags += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    os.environ["XLA_FLAGS"] = flags.strip()
+    if n == 1:  # XLA:CPU has no thread-count flag; this keeps Eigen's ops single-threaded
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,9 +69,15 @@ def _threads() -> str:
 
 
 def run(backends: list[str], device: str | None, dtype: str, quick: bool, repeats: int,
-        matmul_n: int, out_dir: Path, command: str) -> str:
-    """Measure everything, write ``latest.json``/``latest.md`` to ``out_dir``; returns the markdown."""
-    shapes = QUICK_SHAPES if quick else FULL_SHAPES
+        matmul_n: int, out_dir: Path, command: str, shapes: list[Shape] | None = None,
+        steps: int | None = None) -> str:
+    """Measure everything, write ``latest.json``/``latest.md`` to ``out_dir``; returns the markdown.
+
+    ``shapes`` (default: the seed shape, plus batch 256 and width 512 unless ``quick``) and
+    ``steps`` (inference steps per timed sample; default from the shape) exist for tests.
+    The tracker overhead is measured on the first shape.
+    """
+    shapes = shapes or (QUICK_SHAPES if quick else FULL_SHAPES)
     meta = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "command": command, "host": platform.node(),
             "cpus": os.cpu_count(), "load_start": _load(), "dtype": dtype, "device": device or "cpu",
             "quick": quick, "repeats": repeats, "matmul_n": matmul_n, "notes": [],
@@ -91,14 +97,14 @@ def run(backends: list[str], device: str | None, dtype: str, quick: bool, repeat
     rows, checks = [], []
     for b, rt in runtimes.items():
         for shape in shapes:
-            bench = Bench(rt, shape, quick, matmul_n)
+            bench = Bench(rt, shape, quick, matmul_n, steps)
             for method in ("EO", "SO"):
                 rows += run_group(bench, method, bench.step_group(method), repeats, progress)
             rows += run_group(bench, "equilibrium", bench.equilibrium_group(), repeats, progress)
             checks.append({"backend": b, "batch": shape.batch, "width": shape.width,
                            "EO_max_abs_diff": bench.agreement("EO"), "SO_max_abs_diff": bench.agreement("SO"),
                            "equilibrium_max_abs_diff": bench.equilibrium_agreement()})
-            if hist is not None and (shape.batch, shape.width) == report.SEED:
+            if hist is not None and shape == shapes[0]:
                 rows += run_group(bench, "trackers", bench.tracker_group(hist), repeats, progress)
     meta["load_end"] = _load()
     summary = report.summarize(rows, matmul_n)

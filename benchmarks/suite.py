@@ -57,13 +57,14 @@ def memory_kind(rt: Any) -> str:
 class Bench:
     """Entries for one backend/device/dtype on one shape."""
 
-    def __init__(self, rt: Any, shape: Shape, quick: bool, matmul_n: int):
+    def __init__(self, rt: Any, shape: Shape, quick: bool, matmul_n: int, steps: int | None = None):
         self.rt, self.shape, self.quick, self.matmul_n = rt, shape, quick, matmul_n
         self.net = pccore.mlp(rt, shape.widths, seed=0)
         self.x_host, self.y_host = (a.astype(rt.dtype) for a in problem(shape))
         self.x, self.y = rt.asarray(self.x_host), rt.asarray(self.y_host)
         self.W_host = [rt.to_numpy(W) for W in self.net.params()]
-        self.steps = steps_for(shape, quick)
+        self.steps = steps or steps_for(shape, quick)
+        self.tracker_steps = 10 if steps else 100  # History(every=10) records 11 points of 100
 
     # ---------------------------------------------------------------- entries
     def pccore_run(self, method: str, iters: int, rt: Any = None):
@@ -75,9 +76,9 @@ class Bench:
             return _block(rt, res.errors if method == "EO" else res.states)
         return run
 
-    def naive_runs(self, method: str) -> dict:
+    def naive_runs(self, method: str, steps: int | None = None) -> dict:
         _, lr = METHODS[method]
-        args = (method, self.W_host, self.x_host, self.y_host, lr, self.steps)
+        args = (method, self.W_host, self.x_host, self.y_host, lr, steps or self.steps)
         if self.rt.backend == "torch":
             return {"naive": naive.torch_naive(*args, device=self.rt.device)}
         if self.rt.backend == "jax":
@@ -86,8 +87,12 @@ class Bench:
         return {}
 
     def step_group(self, method: str) -> list[Entry]:
-        entries = [Entry("pccore", self.pccore_run(method, self.steps), self.steps)]
-        entries += [Entry(k, fn, self.steps) for k, fn in self.naive_runs(method).items()]
+        """Each inference entry twice, with N steps and with 1 step: the report takes the
+        time per step as (T_N - T_1) / (N - 1), free of the fixed cost of a run."""
+        n = self.steps
+        entries = [Entry("pccore", self.pccore_run(method, n), n), Entry("pccore@1", self.pccore_run(method, 1))]
+        for (k, fn), fn1 in zip(self.naive_runs(method).items(), self.naive_runs(method, 1).values()):
+            entries += [Entry(k, fn, n), Entry(f"{k}@1", fn1)]
         if method == "EO":
             entries.append(Entry("matmul", roofline.matmul_fn(self.rt, self.matmul_n), 1))
         return entries
@@ -98,7 +103,7 @@ class Bench:
                 Entry("block_tridiagonal", lambda: _block(rt, block_tridiagonal_states(net, x, y)))]
 
     def tracker_group(self, tracker_factory) -> list[Entry]:
-        iters = max(50, 10 * round(self.steps / 10))
+        iters = self.tracker_steps
         tracked = pccore.runtime(self.rt.backend, device=self.rt.device, dtype=self.rt.dtype)
         inner = self.pccore_run("EO", iters, tracked)
 
@@ -159,7 +164,7 @@ def run_group(bench: Bench, group: str, entries: list[Entry], repeats: int, prog
     kind = memory_kind(bench.rt)
     rows = []
     for e in entries:
-        mem = peak_memory(e.fn, kind)
+        mem = peak_memory(e.fn, kind) if "@" not in e.name else {"bytes": None, "method": "not probed"}
         rows.append({
             "backend": bench.rt.backend, "device": bench.rt.device, "dtype": bench.rt.dtype,
             "batch": bench.shape.batch, "width": bench.shape.width, "depth": bench.shape.depth,

@@ -33,7 +33,12 @@ def _positive_int(text: str) -> int:
 
 
 def _count(text: str) -> int:
-    value = _positive_int(text) if text != "0" else 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
     return value
 
 

@@ -28,17 +28,24 @@ def _half_sq(xp, v):
     return 0.5 * xp.sum(v * v)
 
 
-def error_sweep(xp, layers, loss, a0, y, errors):
+def error_sweep(xp, layers, loss, a0, y, errors, states=None, backward=True):
     """Forward pass with errors added, then the backward sweep.
 
-    Returns (grads, yhat, energy) with grads[k] = dE/de_k = e_k + J^T ... dC/dyhat.
-    ``a0`` is the first layer's pre-activation (constant while x is clamped).
+    Returns (grads, yhat, pres) with grads[k] = dE/de_k = e_k + J^T ... dC/dyhat.
+    ``a0`` is the first layer's pre-activation (constant while x is clamped). When
+    ``states`` is a list, the hidden states s_k = f_k(s_{k-1}) + e_k are appended to it;
+    ``backward=False`` stops after the forward pass (grads is then empty).
     """
     pres, a = [a0], a0
     for k, e in enumerate(errors):
-        a = layers[k + 1].pre(layers[k].activation(xp, a) + e)
+        s = layers[k].activation(xp, a) + e
+        if states is not None:
+            states.append(s)
+        a = layers[k + 1].pre(s)
         pres.append(a)
     yhat = layers[-1].activation(xp, a)
+    if not backward:
+        return [], yhat, pres
     g, grads = loss.grad(xp, yhat, y), [None] * len(errors)
     for k in range(len(errors) - 1, -1, -1):
         g = _vjp(xp, layers[k + 1], pres[k + 1], g)
@@ -46,14 +53,17 @@ def error_sweep(xp, layers, loss, a0, y, errors):
     return grads, yhat, pres
 
 
-def state_sweep(xp, layers, loss, a0, y, states):
+def state_sweep(xp, layers, loss, a0, y, states, backward=True):
     """Prediction errors and dE/ds_k for hidden states; returns (grads, eps, pres, yhat).
 
     ``eps`` has L entries: eps_k = h_k - f_k(h_{k-1}) and eps_{L-1} = -dC/dyhat.
+    ``backward=False`` returns after the hidden errors (grads empty, eps of length L-1).
     """
     pres = [a0] + [layers[k + 1].pre(h) for k, h in enumerate(states)]
     eps = [h - layers[k].activation(xp, pres[k]) for k, h in enumerate(states)]
     yhat = layers[-1].activation(xp, pres[-1])
+    if not backward:
+        return [], eps, pres, yhat
     eps.append(-loss.grad(xp, yhat, y))
     grads = [eps[k] - _vjp(xp, layers[k + 1], pres[k + 1], eps[k + 1]) for k in range(len(states))]
     return grads, eps, pres, yhat

@@ -2,8 +2,10 @@
 
 The driver builds a hashable step (``Step``) and hands the loop to the backend's
 ``pccore_run_loop`` hook. With no ``pccore_inference_step`` observer the loop is fused
-(no host sync per step; compiled whole on JAX). With observers it runs one step at a
-time through the very same loop, so observers never change results.
+(no host sync per step; compiled whole on JAX). With observers it runs one point at a
+time with the very same operations, so observers never change results; observers that
+declare ``pccore_every = k`` (the built-in trackers do) let it run fused between the
+points they record.
 """
 
 from __future__ import annotations
@@ -69,14 +71,18 @@ class Step:
         sweep = error_sweep if self.method == "EO" else state_sweep
         return sweep(xp, self.layers(params), self.loss, a0, y, list(values))[0]
 
-    def grads_energy(self, xp: Any, args: tuple, values: tuple) -> tuple[list, Any]:
-        """The gradient at ``values`` and the energy there, from one sweep."""
+    def grads_energy(self, xp: Any, args: tuple, values: tuple, backward: bool = True) -> tuple[list, Any, list]:
+        """From one sweep at ``values``: the gradient (empty without ``backward``), the
+        energy and the other variables (states for EO, errors for SO; the same ops as
+        ``states_from_errors`` and ``errors_from_states``)."""
         params, a0, y = args
         if self.method == "EO":
-            grads, yhat, _ = error_sweep(xp, self.layers(params), self.loss, a0, y, list(values))
-            return grads, energy_from(xp, self.loss, values, yhat, y)
-        grads, eps, _, yhat = state_sweep(xp, self.layers(params), self.loss, a0, y, list(values))
-        return grads, energy_from(xp, self.loss, eps[:-1], yhat, y)
+            states: list = []
+            grads, yhat, _ = error_sweep(xp, self.layers(params), self.loss, a0, y, list(values),
+                                         states, backward)
+            return grads, energy_from(xp, self.loss, values, yhat, y), states
+        grads, eps, _, yhat = state_sweep(xp, self.layers(params), self.loss, a0, y, list(values), backward)
+        return grads, energy_from(xp, self.loss, eps[:len(values)], yhat, y), eps[:len(values)]
 
     def __call__(self, carry: tuple, args: tuple) -> tuple:
         values, opt_state, _ = carry
@@ -101,32 +107,48 @@ class _Layer:
         return a if self.b is None else a + self.b
 
 
-# Observed runs split the step in two loop bodies, so the observers see each point with
-# the energy from the very sweep that gives its gradient (no second forward pass) before
-# the (possibly in-place) update. Carry: (values, opt state, rms, grads, energy).
+# Observed runs report each point with the energy (and the other variables) from the very
+# sweep that gives its gradient, so no second forward pass: point 0 is probed, then each
+# loop call applies the pending update and probes the new point. One call per point keeps
+# in-place updates (NumPy, torch) safe: observers see a point before it is updated.
+# Carry: (values, opt state, rms of the last gradient, grads, energy, other variables).
 @attrs.frozen
 class _Probe:
-    """Gradient and energy at the current point; the point itself is left as it is."""
+    """Gradient, energy and other variables at the current point, which is left as it is."""
 
     step: Step
 
     def __call__(self, carry: tuple, args: tuple) -> tuple:
-        values, opt_state, norm, _, _ = carry
-        g, energy = self.step.grads_energy(_xp(args[2]), args, values)
-        return values, opt_state, norm, tuple(g), energy
+        values, opt_state, norm = carry[:3]
+        g, energy, other = self.step.grads_energy(_xp(args[2]), args, values)
+        return tuple(values), opt_state, norm, tuple(g), energy, tuple(other)
 
 
 @attrs.frozen
-class _Apply:
-    """The optimiser update with the gradient found by ``_Probe`` (same ops as ``Step``)."""
+class _Measure:
+    """Energy and other variables at the current point from a forward pass only (the
+    gradient slot is passed through): for points reached by a fused chunk."""
 
     step: Step
 
     def __call__(self, carry: tuple, args: tuple) -> tuple:
-        values, opt_state, norm, g, energy = carry
+        values, opt_state, norm, g = carry[:4]
+        _, energy, other = self.step.grads_energy(_xp(args[2]), args, values, backward=False)
+        return tuple(values), opt_state, norm, g, energy, tuple(other)
+
+
+@attrs.frozen
+class _ApplyProbe:
+    """The optimiser update with the probed gradient (the same ops as ``Step``), then a
+    probe of the new point."""
+
+    step: Step
+
+    def __call__(self, carry: tuple, args: tuple) -> tuple:
+        values, opt_state, norm, g = carry[:4]
         values, opt_state = self.step.opt.update(tuple(values), tuple(g), opt_state)
         norm = _rms(_xp(args[2]), g) if self.step.track_norm else norm
-        return tuple(values), opt_state, norm, g, energy
+        return _Probe(self.step)((values, opt_state, norm), args)
 
 
 @attrs.frozen
@@ -137,6 +159,19 @@ class Converged:
 
     def __call__(self, carry: tuple, args: tuple) -> Any:
         return ~(carry[2] > self.tol)
+
+
+def _observer_period(rt: Runtime) -> int:
+    """Steps between the points the step observers need: the gcd of their ``pccore_every``
+    (an int >= 1 an observer may declare: it ignores other points but the last); 1 when
+    any observer declares none."""
+    period = 0
+    for impl in rt.pm.hook.pccore_inference_step.get_hookimpls():
+        every = getattr(impl.plugin, "pccore_every", None)
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            return 1
+        period = math.gcd(period, every)
+    return max(period, 1)
 
 
 def _xp(a: Any) -> Any:
@@ -210,23 +245,33 @@ class _Optimization:
         return energy_from(xp, step.loss, eps[:-1], yhat, y)
 
     def _observed(self, rt, step, carry, args, net, x):
-        """Step-by-step loop that reports every point to the observers: one sweep per
-        point gives both the energy shown and the gradient of the update that follows."""
-        xp, until = rt.xp, (None if self.tol is None else Converged(float(self.tol)))
-        probe, apply = _Probe(step), _Apply(step)
-        values, opt_state, norm = carry
-        full = (values, opt_state, norm, tuple(xp.zeros_like(v) for v in values), norm)
-        for i in range(self.iters + 1):
-            full, _ = rt.run_loop(probe, full, 1, args, None)
-            if not bool(xp.isfinite(full[4])):
+        """Loop that reports points to the observers: every point, or every ``p``-th one
+        (and the last) when every step observer declares ``pccore_every`` (gcd = p); the
+        steps in between run fused. Results are those of the fused loop either way."""
+        until = None if self.tol is None else Converged(float(self.tol))
+        period = _observer_period(rt)
+        values, _, norm = carry  # placeholders keep the carry's structure fixed
+        first = _Probe(step) if period == 1 else _Measure(step)
+        full, _ = rt.run_loop(first, carry + (values, norm, values), 1, args, None)
+        i = 0
+        while True:
+            if not math.isfinite(float(full[4])):
+                if period > 1:  # the first bad point may lie inside the last chunk
+                    fresh = self.initial(rt.xp, net, x)
+                    start = (fresh, step.opt.init(fresh), norm)
+                    i = self._first_nonfinite(rt, step, start, args, net, x, i)
                 raise InferenceDiverged(self.method, self.lr, i)
             rt.pm.hook.pccore_inference_step(step=InferenceStep(
-                self.method, i, full[4], rt, values=full[0],
-                convert=lambda v: self.convert(net, x, v)))
+                self.method, i, full[4], rt, values=full[0], convert=lambda _, o=full[5]: list(o)))
             if i == self.iters or (until is not None and bool(until(full, args))):
                 return full[:3], i
-            full, _ = rt.run_loop(apply, full, 1, args, None)
-        return full[:3], self.iters
+            if period == 1:
+                full, _ = rt.run_loop(_ApplyProbe(step), full, 1, args, None)
+                i += 1
+                continue
+            chunk, n = rt.run_loop(step, full[:3], min(period - i % period, self.iters - i), args, until)
+            i += n
+            full, _ = rt.run_loop(_Measure(step), chunk + full[3:], 1, args, None)
 
     def _first_nonfinite(self, rt, step, carry0, args, net, x, n):
         carry = carry0

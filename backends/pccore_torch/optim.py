@@ -51,7 +51,7 @@ class TorchOptimizer:
         for idx, entries in state.state_dict()["state"].items():
             for key, value in entries.items():
                 if value is not None:
-                    out[f"{idx}/{key}"] = np.array(torch.as_tensor(value).detach().cpu(), copy=True)
+                    out[f"{idx}/{key}"] = torch.as_tensor(value).detach().cpu().numpy().copy()
         return out
 
     def state_from_host(self, params: tuple, host: dict) -> torch.optim.Optimizer:

@@ -58,6 +58,12 @@ class Tracker:
         self._host = None
         self._reset()
 
+    @property
+    def pccore_every(self) -> int:
+        """Declared to the inference driver: only points at multiples of ``every`` (and the
+        last) are needed, so it may run the steps in between fused."""
+        return self.every
+
     # ------------------------------------------------------------------ hooks
     @hookimpl
     def pccore_inference_start(self, info):
