@@ -13,10 +13,10 @@ from typing import Any
 import array_api_compat as compat
 import attrs
 
-from .energy import states_from_errors
 from .errors import InputError
 from .losses import MSE, get_loss
 from .network import Network, check_input
+from .runtime import runtime_for
 
 
 @attrs.frozen
@@ -46,33 +46,77 @@ def _check_linear(net: Network, loss: Any) -> MSE:
     return loss
 
 
+def _output_maps(Ws: tuple) -> list:
+    """P_k = W_{L-1} ... W_{k+1} for each hidden layer k, shape (d_y, d_{k+1})."""
+    if len(Ws) == 1:
+        return []
+    P = [Ws[-1]]
+    for W in reversed(Ws[1:-1]):
+        P.append(P[-1] @ W)
+    return P[::-1]
+
+
 def error_to_output_maps(net: Network) -> list:
     """P_k for each hidden error e_k, shape (d_y, d_{k+1}): the linear map e_k -> yhat."""
-    if net.depth == 1:
-        return []
-    P = [net.layers[-1].W]
-    for layer in reversed(net.layers[1:-1]):
-        P.append(P[-1] @ layer.W)
-    return P[::-1]
+    return _output_maps(tuple(layer.W for layer in net.layers))
+
+
+def _solve(Ws: tuple, bs: tuple, x: Any, y: Any, inv_precision: Any) -> tuple:
+    """One feed-forward pass and the d_y x d_y solve: (feed-forward hidden states, r, S, P, Z)."""
+    xp = compat.array_namespace(x)
+    hidden, s = [], x
+    for W, b in zip(Ws, bs):
+        s = s @ W.T if b is None else s @ W.T + b
+        hidden.append(s)
+    r = y - hidden.pop()
+    P = _output_maps(Ws)
+    S = xp.eye(y.shape[1], dtype=y.dtype, device=compat.device(y)) * inv_precision
+    for Pk in P:
+        S = S + Pk @ Pk.T
+    return hidden, r, S, P, xp.linalg.solve(S, r.T).T  # Z = r S^{-1}, S symmetric
+
+
+def _closed_form(Ws: tuple, bs: tuple, x: Any, y: Any, inv_precision: Any) -> tuple:
+    """(states, errors, per-sample energy, S, r) of the equilibrium.
+
+    States come from the feed-forward pass plus Z Q_k, with Q_0 = P_0 and
+    Q_k = Q_{k-1} W_k^T + P_k (d_y-sized), so only one batch-sized forward pass is needed.
+    """
+    hidden, r, S, P, Z = _solve(Ws, bs, x, y, inv_precision)
+    errors = [Z @ Pk for Pk in P]
+    states, Q = [], None
+    for k, (h, Pk) in enumerate(zip(hidden, P)):
+        Q = Pk if Q is None else Q @ Ws[k].T + Pk
+        states.append(h + Z @ Q)
+    xp = compat.array_namespace(x)
+    return states, errors, 0.5 * xp.sum(r * Z, axis=1), S, r
+
+
+def _mean_energy(Ws: tuple, bs: tuple, x: Any, y: Any, inv_precision: Any) -> Any:
+    """Batch mean of F* without forming the states."""
+    _, r, _, _, Z = _solve(Ws, bs, x, y, inv_precision)
+    xp = compat.array_namespace(x)
+    return 0.5 * xp.sum(r * Z) / r.shape[0]
+
+
+def _compiled(kernel: Any, net: Network, x: Any, y: Any, mse: MSE) -> Any:
+    """Run ``kernel`` through the backend's compile hook (jit on JAX, eager elsewhere)."""
+    fn = runtime_for(x).pm.hook.pccore_compile(fn=kernel) or kernel
+    Ws = tuple(layer.W for layer in net.layers)
+    bs = tuple(layer.b for layer in net.layers)
+    return fn(Ws, bs, x, y, 1.0 / mse.precision)
 
 
 def linear_equilibrium(net: Network, x: Any, y: Any, loss: Any = "mse") -> Equilibrium:
     """Exact minimiser of the PC energy of a linear net for batch (x, y)."""
     mse = _check_linear(net, loss)
-    xp = check_input(net, x, y)
-    r = y - net.forward(x)
-    P = error_to_output_maps(net)
-    d_y = net.widths[-1]
-    S = xp.eye(d_y, dtype=r.dtype, device=compat.device(r)) / mse.precision
-    for Pk in P:
-        S = S + Pk @ Pk.T
-    Z = xp.linalg.solve(S, r.T).T  # r S^{-1}, S symmetric
-    errors = [Z @ Pk for Pk in P]
-    energy = 0.5 * xp.sum(r * Z, axis=1)
-    return Equilibrium(states_from_errors(net, x, errors), errors, energy, S, r)
+    check_input(net, x, y)
+    states, errors, energy, S, r = _compiled(_closed_form, net, x, y, mse)
+    return Equilibrium(list(states), list(errors), energy, S, r)
 
 
 def linear_equilibrium_energy(net: Network, x: Any, y: Any, loss: Any = "mse") -> Any:
     """Batch mean of the equilibrium energy F* (what seed 003 plots), a 0-d array."""
-    energy = linear_equilibrium(net, x, y, loss).energy
-    return compat.array_namespace(energy).mean(energy)
+    mse = _check_linear(net, loss)
+    check_input(net, x, y)
+    return _compiled(_mean_energy, net, x, y, mse)

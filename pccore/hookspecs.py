@@ -63,6 +63,12 @@ def pccore_run_loop(body, carry, n, args, until):
 
 
 @hookspec(firstresult=True)
+def pccore_compile(fn):
+    """Return ``fn`` compiled for this backend (``jax.jit`` on JAX; ``fn`` itself on eager
+    backends). ``fn`` is a module-level function of arrays and tuples of arrays."""
+
+
+@hookspec(firstresult=True)
 def pccore_synchronize():
     """Block until queued device work is done (used by benchmarks only)."""
 

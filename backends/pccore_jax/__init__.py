@@ -19,6 +19,9 @@ from .loop import compiled_loop
 from .optim import make_optimizer
 
 
+_JITTED: dict = {}  # module-level function -> its jax.jit wrapper (one trace cache each)
+
+
 def _name(d) -> str:
     return f"{d.platform}:{d.id}"
 
@@ -76,6 +79,12 @@ class JaxBackend:
     @hookimpl
     def pccore_run_loop(self, body, carry, n, args, until):
         return compiled_loop(body, carry, n, args, until)
+
+    @hookimpl
+    def pccore_compile(self, fn):
+        if fn not in _JITTED:
+            _JITTED[fn] = jax.jit(fn)
+        return _JITTED[fn]
 
     @hookimpl
     def pccore_synchronize(self):
