@@ -34,7 +34,7 @@ class NumpyBackend:
 
     @hookimpl
     def pccore_asarray(self, obj, device, dtype):
-        return np.asarray(obj, dtype=dtype)
+        return np.array(obj, dtype=dtype, copy=True)  # never alias the caller's data
 
     @hookimpl
     def pccore_device_name(self, array):

@@ -49,9 +49,9 @@ class TorchBackend:
 
     @hookimpl
     def pccore_asarray(self, obj, device, dtype):
-        if not isinstance(obj, torch.Tensor):
-            obj = np.asarray(obj)
-        return torch.as_tensor(obj, dtype=_DTYPES[dtype], device=device)
+        if isinstance(obj, torch.Tensor):  # a copy: never alias the caller's data
+            return obj.detach().to(device=device, dtype=_DTYPES[dtype], copy=True)
+        return torch.tensor(np.asarray(obj), dtype=_DTYPES[dtype], device=device)
 
     @hookimpl
     def pccore_device_name(self, array):
