@@ -31,11 +31,16 @@ def _torch_energy(method: str, W: list, x: Any, y: Any, v: list) -> Any:
     return total + 0.5 * (d * d).sum()
 
 
-def torch_naive(method: str, Ws: list, x: Any, y: Any, lr: float, iters: int, device: str) -> Callable:
-    """Seed-style torch inference of ``iters`` SGD steps on errors (EO) or states (SO)."""
+def torch_naive(method: str, Ws: list, x: Any, y: Any, lr: float, iters: int, device: str,
+                weights_grad: bool = False) -> Callable:
+    """Seed-style torch inference of ``iters`` SGD steps on errors (EO) or states (SO).
+
+    ``weights_grad=True`` leaves the weights requiring grad, as ``nn.Linear`` parameters do
+    in the seed's module-based code, so each backward also computes weight gradients.
+    """
     import torch
 
-    W = [torch.as_tensor(w, device=device) for w in Ws]
+    W = [torch.tensor(w, device=device).requires_grad_(weights_grad) for w in Ws]
     X, Y = torch.as_tensor(x, device=device), torch.as_tensor(y, device=device)
 
     def start() -> list:

@@ -52,7 +52,7 @@ def summarize(rows: list[dict], matmul_n: int) -> list[dict]:
             s[f"{m}_peak_bytes"] = pc["peak_bytes"]
             if rate:  # against this backend's own matmul; summarize() adds the machine's best
                 s[f"{m}_roofline_own_matmul"] = shape.step_flops / t / rate
-            for base in ("naive", "jit_step"):
+            for base in ("naive", "naive_wgrad", "jit_step"):
                 r = get(m, base)
                 if r:
                     tb, _ = step_seconds(r, get(m, f"{base}@1"))
@@ -159,11 +159,12 @@ def markdown(meta: dict, summary: list[dict], goals: list[dict]) -> str:
                 continue
             rows.append([s["backend"], f"B{s['batch']} w{s['width']}", m, _f(s[f"{m}_ms"]),
                          _f(s.get(f"{m}_naive_ms")), _f(s.get(f"{m}_speedup_vs_naive"), ".2f"),
+                         _f(s.get(f"{m}_speedup_vs_naive_wgrad"), ".2f"),
                          _f(s.get(f"{m}_speedup_vs_jit_step"), ".2f"), _f(s[f"{m}_gflops"], ".1f"),
                          _f(s.get(f"{m}_roofline"), ".0%"), _f(s.get(f"{m}_roofline_own_matmul"), ".0%"),
                          _f(s["matmul_gflops"], ".1f"),
                          _mib(s.get(f"{m}_peak_bytes")), _mib(s.get(f"{m}_naive_peak_bytes"))])
-    out += _table(["backend", "shape", "method", "pccore ms", "naive ms", "x naive", "x jit-step",
+    out += _table(["backend", "shape", "method", "pccore ms", "naive ms", "x naive", "x naive+W grads", "x jit-step",
                    "GFLOP/s", "roofline", "vs own matmul", "own matmul GFLOP/s", "peak MiB",
                    "naive peak MiB"], rows)
     out += ["", "## linear_equilibrium vs block-tridiagonal solve (per call)", ""]

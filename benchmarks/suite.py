@@ -80,7 +80,8 @@ class Bench:
         _, lr = METHODS[method]
         args = (method, self.W_host, self.x_host, self.y_host, lr, steps or self.steps)
         if self.rt.backend == "torch":
-            return {"naive": naive.torch_naive(*args, device=self.rt.device)}
+            return {"naive": naive.torch_naive(*args, device=self.rt.device),
+                    "naive_wgrad": naive.torch_naive(*args, device=self.rt.device, weights_grad=True)}
         if self.rt.backend == "jax":
             dev = _jax_device(self.rt)
             return {"naive": naive.jax_naive(*args, dev), "jit_step": naive.jax_jit_step(*args, dev)}

@@ -51,7 +51,7 @@ def test_naive_baselines_take_the_same_steps(backend, method):
     res = cls(5, 0.1).run(net, rt.asarray(x), rt.asarray(y))
     want = res.errors if method == "EO" else res.states
     W = [rt.to_numpy(p) for p in net.params()]
-    runs = [naive.torch_naive(method, W, x, y, 0.1, 5, "cpu")] if backend == "torch" else [
+    runs = [naive.torch_naive(method, W, x, y, 0.1, 5, "cpu", weights_grad=wg) for wg in (False, True)] if backend == "torch" else [
         naive.jax_naive(method, W, x, y, 0.1, 5), naive.jax_jit_step(method, W, x, y, 0.1, 5)]
     for fn in runs:
         got = fn()
