@@ -82,3 +82,8 @@ def check_positive_float(arg: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise InputError(f"{arg} must be a number > 0, got {value!r}")
     return float(value)
+
+
+def dtype_name(a: Any) -> str:
+    """Runtime dtype name of floating array ``a``: "float64" or "float32"."""
+    return "float64" if a.dtype == compat.array_namespace(a).float64 else "float32"

@@ -29,7 +29,7 @@ from .errors import InferenceDiverged, InputError, MissingDependency
 from .inference import ErrorOptimization, StateOptimization
 from .network import Network, mlp
 from .runtime import Runtime
-from .training import Trainer, backprop_grads
+from .training import Trainer, _host_float as _f, backprop_grads
 
 COMPARE_PLOTS = ("convergence", "gradient_alignment", "gradient_norms")
 ENERGY_PLOTS = ("energy",)
@@ -45,10 +45,6 @@ def _trackers() -> Any:
     except ImportError as err:
         raise MissingDependency("pccore_trackers", "all", "the compare experiment") from err
     return pccore_trackers
-
-
-def _f(rt: Runtime, value: Any) -> float:
-    return float(rt.to_numpy(value))
 
 
 def build_figures(names: Sequence[str], makers: dict[str, Callable[[Callable], Any]]) -> dict[str, Any]:

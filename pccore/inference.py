@@ -204,11 +204,8 @@ class _Optimization:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(iters={self.iters}, lr={self.lr:g}, optimizer={self.optimizer!r}, tol={self.tol})"
 
-    # the two methods differ only in where they start and how values map to states
+    # the two methods differ only in where they start (and in Step.method)
     def initial(self, xp: Any, net: Network, x: Any) -> tuple:
-        raise NotImplementedError
-
-    def convert(self, net: Network, x: Any, values: list) -> list:
         raise NotImplementedError
 
     def run(self, net: Network, x: Any, y: Any, loss: Any = "mse", runtime: Runtime | None = None) -> InferenceResult:
@@ -235,14 +232,6 @@ class _Optimization:
         result = self._finish(rt, step, carry, args, net, x, y, n)
         rt.pm.hook.pccore_inference_end(result=result)
         return result
-
-    def _energy(self, xp, step, args, net, x, values):
-        _, a0, y = args
-        if self.method == "EO":
-            _, yhat, _ = error_sweep(xp, net.layers, step.loss, a0, y, list(values))
-            return energy_from(xp, step.loss, values, yhat, y)
-        _, eps, _, yhat = state_sweep(xp, net.layers, step.loss, a0, y, list(values))
-        return energy_from(xp, step.loss, eps[:-1], yhat, y)
 
     def _observed(self, rt, step, carry, args, net, x):
         """Loop that reports points to the observers: every point, or every ``p``-th one
@@ -276,22 +265,23 @@ class _Optimization:
     def _first_nonfinite(self, rt, step, carry0, args, net, x, n):
         carry = carry0
         for i in range(n + 1):
-            if not bool(rt.xp.isfinite(self._energy(rt.xp, step, args, net, x, carry[0]))):
+            if not bool(rt.xp.isfinite(step.grads_energy(rt.xp, args, carry[0], backward=False)[1])):
                 return i
             carry, _ = rt.run_loop(step, carry, 1, args, None)
         return n
 
     def _finish(self, rt, step, carry, args, net, x, y, n):
-        xp, values = rt.xp, list(carry[0])
-        energy = self._energy(xp, step, args, net, x, values)
+        """One sweep at the end point gives the energy, the other variables and (with tol)
+        the gradient for the converged flag."""
+        xp, values = rt.xp, tuple(carry[0])
+        grads, energy, other = step.grads_energy(xp, args, values, backward=self.tol is not None)
         if not bool(xp.isfinite(energy)):
             fresh = self.initial(xp, net, x)
             start = (fresh, step.opt.init(fresh), carry[2])
             raise InferenceDiverged(self.method, self.lr, self._first_nonfinite(rt, step, start, args, net, x, n))
-        converged = False
-        if self.tol is not None:  # the stop test fired (n < iters), or the end point meets tol
-            converged = n < self.iters or bool(_rms(xp, step.grads(xp, args, tuple(values))) <= self.tol)
-        other = self.convert(net, x, values)
+        # the stop test fired (n < iters), or the end point meets tol
+        converged = self.tol is not None and (n < self.iters or bool(_rms(xp, grads) <= self.tol))
+        values, other = list(values), list(other)
         states, errors = (values, other) if self.method == "SO" else (other, values)
         return InferenceResult(self.method, states, errors, energy, int(n), converged)
 
@@ -304,11 +294,6 @@ class StateOptimization(_Optimization):
     def initial(self, xp, net, x):
         return tuple(net.feedforward_states(x))
 
-    def convert(self, net, x, values):
-        from .energy import errors_from_states
-
-        return errors_from_states(net, x, values)
-
 
 class ErrorOptimization(_Optimization):
     """EO: gradient descent on the prediction errors, starting from zero errors
@@ -318,8 +303,3 @@ class ErrorOptimization(_Optimization):
 
     def initial(self, xp, net, x):
         return tuple(xp.zeros_like(s) for s in net.feedforward_states(x))
-
-    def convert(self, net, x, values):
-        from .energy import states_from_errors
-
-        return states_from_errors(net, x, values)

@@ -7,7 +7,6 @@ import inspect
 from collections.abc import Iterable
 from typing import Any
 
-import array_api_compat
 import attrs
 import pluggy
 
@@ -138,11 +137,9 @@ def default_runtime(backend: str, device: str | None, dtype: str) -> Runtime:
 
 def runtime_for(array: Any) -> Runtime:
     """The shared default Runtime for ``array``'s framework, device and dtype."""
-    from .checks import framework_of
+    from .checks import dtype_name, framework_of
 
-    backend = framework_of(array)
-    xp = array_api_compat.array_namespace(array)
-    dtype = "float64" if array.dtype == xp.float64 else "float32"
+    backend, dtype = framework_of(array), dtype_name(array)
     rt = default_runtime(backend, None, dtype)
     device = rt.pm.hook.pccore_device_name(array=array)
     return rt if device == rt.device else default_runtime(backend, device, dtype)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from pccore import hookimpl
-from pccore.checks import check_positive_int
+from pccore.checks import check_positive_int, dtype_name  # noqa: F401  (re-exported)
 from pccore.errors import InputError
 
 
@@ -33,11 +33,6 @@ def resolve_layers(arg: str, layers: tuple[int, ...] | None, count: int) -> list
     if bad:
         raise InputError(f"{arg} {bad} out of range: there are {count} (indices 0..{count - 1})")
     return [k % count for k in layers]
-
-
-def dtype_name(a: Any) -> str:
-    """"float64" or "float32", the runtime dtype name matching array ``a``."""
-    return "float64" if "64" in str(a.dtype) else "float32"
 
 
 class Tracker:
