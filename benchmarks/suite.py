@@ -62,7 +62,7 @@ class Bench:
         self.net = pccore.mlp(rt, shape.widths, seed=0)
         self.x_host, self.y_host = (a.astype(rt.dtype) for a in problem(shape))
         self.x, self.y = rt.asarray(self.x_host), rt.asarray(self.y_host)
-        self.W_host = [rt.to_numpy(W) for W in self.net.params()]
+        self.W_host = [rt.to_numpy(W) for W in self.net.flat_params()]
         self.steps = steps or steps_for(shape, quick)
         self.tracker_steps = 10 if steps else 100  # History(every=10) records 11 points of 100
 

@@ -12,12 +12,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from collections import namedtuple
+
 import array_api_compat as compat
+
+_Layer = namedtuple("_Layer", "W b")
+
+
+def _layers(net: Any) -> list:
+    """(W, b or None) of each Linear block of an MLP."""
+    return [_Layer(p[0], p[1] if len(p) > 1 else None) for p in net.params]
 
 
 def _rhs(xp: Any, net: Any, x: Any, y: Any) -> list:
     """c_k (batch, d_k) for k = 1..n: b_k - b_{k+1} W_{k+1}, plus x W_1^T and y W_L."""
-    layers, n = net.layers, net.depth - 1
+    layers, n = _layers(net), net.depth - 1
     c = []
     for k in range(1, n + 1):
         term = xp.zeros((x.shape[0], layers[k - 1].W.shape[0]), dtype=x.dtype, device=compat.device(x))
@@ -39,7 +48,7 @@ def block_tridiagonal_states(net: Any, x: Any, y: Any) -> list:
     R_k = M_k^{-1} (c_k + W_k R_{k-1}); back substitution s_k = R_k + G_k s_{k+1}.
     """
     xp = compat.array_namespace(x)
-    layers, n = net.layers, net.depth - 1
+    layers, n = _layers(net), net.depth - 1
     c = [ck.T for ck in _rhs(xp, net, x, y)]
     G, R = [], []
     for k in range(n):

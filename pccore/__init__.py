@@ -6,8 +6,8 @@ datasets are plugins found through entry points.
 
 from __future__ import annotations
 
-from . import analytic
-from .activations import ACTIVATIONS, Activation, get_activation
+from . import nn
+from .nn import ACTIVATIONS, Activation, get_activation
 from .energy import (
     error_energy,
     error_energy_grad,
@@ -27,9 +27,12 @@ from .errors import (
 )
 from .hookspecs import hookimpl
 from .losses import MSE, CrossEntropy, get_loss
-from .network import Dense, Network, mlp
+from .nn import Network, Structure, mlp, network
+from .nn.convert import from_equinox, from_torch, to_torch
 from .registry import available_backends, backends
 from .runtime import Runtime, runtime
+
+from . import analytic  # noqa: E402  (after nn: analytic reads network structures)
 
 __version__ = "0.1.0"
 
@@ -37,23 +40,24 @@ local_energy = state_energy  # E at fixed states, as a function of the weights
 
 
 def forward(net: Network, x):
-    """Feed-forward prediction of ``net`` for x (batch, d_0) -> (batch, d_L)."""
+    """Feed-forward prediction of ``net`` for x (batch, *input_shape) -> (batch, *output_shape)."""
     return net.forward(x)
 
 
 def feedforward_states(net: Network, x) -> list:
-    """Hidden states s_1..s_{L-1} of the feed-forward pass."""
+    """Hidden states s_0..s_{L-2} of the feed-forward pass."""
     return net.feedforward_states(x)
 
 
 __all__ = [
-    "ACTIVATIONS", "Activation", "CrossEntropy", "Dense", "DeviceNotFound",
+    "ACTIVATIONS", "Activation", "CrossEntropy", "DeviceNotFound",
     "InferenceDiverged", "InputError", "MSE", "MissingDependency", "Network",
     "PCCoreError", "Runtime", "UnknownNameError", "analytic", "available_backends",
     "backends", "error_energy", "error_energy_grad", "errors_from_states",
-    "feedforward_states", "forward", "get_activation", "get_loss", "hookimpl",
-    "local_energy", "local_weight_grads", "mlp", "runtime", "state_energy",
-    "state_energy_grad", "states_from_errors",
+    "feedforward_states", "forward", "from_equinox", "from_torch", "get_activation", "get_loss",
+    "hookimpl",
+    "local_energy", "local_weight_grads", "mlp", "network", "nn", "runtime", "state_energy",
+    "state_energy_grad", "states_from_errors", "Structure", "to_torch",
 ]
 
 from .events import EpochEnd, InferenceStart, InferenceStep, TrainStep  # noqa: E402
@@ -69,7 +73,8 @@ from .data import Dataset, batches, datasets, load_dataset  # noqa: E402
 
 __all__ += ["Dataset", "batches", "datasets", "load_dataset"]
 
-from .training import Trainer, TrainHistory, TrainSession, backprop_grads  # noqa: E402
+from .backprop import backprop_grads  # noqa: E402
+from .training import Trainer, TrainHistory, TrainSession  # noqa: E402
 from .io import load, save  # noqa: E402
 
 __all__ += ["Trainer", "TrainHistory", "TrainSession", "backprop_grads", "load", "save"]

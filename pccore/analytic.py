@@ -1,9 +1,10 @@
 """Closed-form inference equilibrium of deep linear networks (error form).
 
-With r = y - yhat_ff and P_k the map from error e_k to the output
-(P_{L-2} = W_{L-1}, P_{k-1} = P_k W_k), S = I/lambda + sum_k P_k P_k^T (d_y x d_y):
-e_k* = r S^{-1} P_k (row form), F* = 1/2 r S^{-1} r^T per sample. One d_y x d_y solve
-per batch, whatever the depth and width.
+Each block is affine, f_k(s) = A_k s + b_k, with A_k = W_k (a Linear block) or
+A_k = I + W_k (a linear Residual block with identity shortcut). With r = y - yhat_ff and
+P_k the map from error e_k to the output (P_{L-2} = A_{L-1}, P_{k-1} = P_k A_k),
+S = I/lambda + sum_k P_k P_k^T (d_y x d_y): e_k* = r S^{-1} P_k (row form),
+F* = 1/2 r S^{-1} r^T per sample. One d_y x d_y solve per batch, whatever the depth.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import attrs
 
 from .errors import InputError
 from .losses import MSE, get_loss
-from .network import Network, check_input
+from .nn.activation import Activation
+from .nn.compose import Residual
+from .nn.linear import Linear
+from .nn.network import Network, check_input
 from .runtime import runtime_for
 
 
@@ -34,16 +38,52 @@ class Equilibrium:
     residual: Any
 
 
+def _linear_leaves(op: Any) -> list | None:
+    """The Linear leaves of ``op`` if it is affine (Linear ops and identities), else None."""
+    leaves = op.leaves()
+    if any(isinstance(leaf, Activation) and not leaf.linear for leaf in leaves):
+        return None
+    if not all(isinstance(leaf, (Linear, Activation)) for leaf in leaves):
+        return None
+    linears = [leaf for leaf in leaves if isinstance(leaf, Linear)]
+    return linears if len(linears) == 1 else None
+
+
+def _block_kind(block: Any) -> str | None:
+    """"dense" (A = W), "residual" (A = I + W) or None when the closed form does not apply."""
+    if isinstance(block, Residual):
+        if block.shortcut is None and block.activation.linear and _linear_leaves(block.body) is not None:
+            return "residual"
+        return None
+    return "dense" if _linear_leaves(block) is not None else None
+
+
 def _check_linear(net: Network, loss: Any) -> MSE:
     loss = get_loss(loss)
     if not isinstance(loss, MSE):
         raise InputError(f"the closed form needs the 'mse' loss, got {loss.name!r}")
-    for k, layer in enumerate(net.layers, start=1):
-        if not layer.activation.linear:
+    for k, block in enumerate(net.blocks):
+        if _block_kind(block) is None:
             raise InputError(
-                f"the closed form needs linear activations; layer {k} uses {layer.activation.name!r}"
+                f"the closed form needs affine blocks (Linear with linear activations, or a linear "
+                f"Residual of one Linear with identity shortcut); block {k} is {block!r}"
             )
     return loss
+
+
+def affine_maps(net: Network) -> tuple[tuple, tuple]:
+    """(A_k, b_k) of every block of a linear network: A_k (d_out, d_in) is W_k, or I + W_k
+    for a residual block; b_k is the bias or None."""
+    As, bs = [], []
+    xp = net.xp
+    for block, params in zip(net.blocks, net.params):
+        W = params[0]
+        b = params[1] if len(params) > 1 else None
+        if isinstance(block, Residual):
+            W = W + xp.eye(W.shape[0], dtype=W.dtype, device=compat.device(W))
+        As.append(W)
+        bs.append(b)
+    return tuple(As), tuple(bs)
 
 
 def _output_maps(Ws: tuple) -> list:
@@ -58,7 +98,7 @@ def _output_maps(Ws: tuple) -> list:
 
 def error_to_output_maps(net: Network) -> list:
     """P_k for each hidden error e_k, shape (d_y, d_{k+1}): the linear map e_k -> yhat."""
-    return _output_maps(tuple(layer.W for layer in net.layers))
+    return _output_maps(affine_maps(net)[0])
 
 
 def _solve(Ws: tuple, bs: tuple, x: Any, y: Any, inv_precision: Any) -> tuple:
@@ -102,8 +142,7 @@ def _mean_energy(Ws: tuple, bs: tuple, x: Any, y: Any, inv_precision: Any) -> An
 def _compiled(kernel: Any, net: Network, x: Any, y: Any, mse: MSE) -> Any:
     """Run ``kernel`` through the backend's compile hook (jit on JAX, eager elsewhere)."""
     fn = runtime_for(x).pm.hook.pccore_compile(fn=kernel) or kernel
-    Ws = tuple(layer.W for layer in net.layers)
-    bs = tuple(layer.b for layer in net.layers)
+    Ws, bs = affine_maps(net)
     return fn(Ws, bs, x, y, 1.0 / mse.precision)
 
 

@@ -61,13 +61,14 @@ def check_dtype(arg: str, a: Any, dtype: Any) -> None:
         )
 
 
-def check_shape(arg: str, a: Any, expected: tuple) -> None:
-    """Raise if ``a.shape`` differs from ``expected`` (``None`` entries match anything)."""
+def check_shape(arg: str, a: Any, expected: tuple, hint: str | None = None) -> None:
+    """Raise if ``a.shape`` differs from ``expected`` (``None`` entries match anything);
+    ``hint`` is appended to the message."""
     shape = tuple(a.shape)
     ok = len(shape) == len(expected) and all(e is None or e == s for e, s in zip(expected, shape))
     if not ok:
         want = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
-        raise InputError(f"{arg} must have shape {want}, got {shape}")
+        raise InputError(f"{arg} must have shape {want}, got {shape}" + (f" ({hint})" if hint else ""))
 
 
 def check_positive_int(arg: str, value: Any, minimum: int = 1) -> int:

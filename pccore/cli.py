@@ -126,15 +126,19 @@ def _energy_parser(sub) -> None:
 
 def _train_parser(sub) -> None:
     p = sub.add_parser("train", parents=[_common("out/train")],
-                       help="train an MLP with PC (eo, so) or backprop (bp) and report test accuracy",
-                       description="Train an MLP with predictive coding or backprop. Writes model.npz "
-                       "(pccore.load), history.json and summary.json to --out.")
+                       help="train an MLP or a CNN with PC (eo, so) or backprop (bp) and report test accuracy",
+                       description="Train an MLP or a small CNN with predictive coding or backprop. Writes "
+                       "model.npz (pccore.load), history.json and summary.json to --out.")
     p.add_argument("--method", default="eo", choices=("eo", "so", "bp"), help="eo, so or bp (default eo)")
-    p.add_argument("--activation", default="tanh", help="hidden activation (default tanh)")
-    p.add_argument("--width", type=_positive_int, default=128, help="hidden width (default 128)")
-    p.add_argument("--depth", type=_positive_int, default=3, help="number of weight layers (default 3)")
-    p.add_argument("--bias", action=argparse.BooleanOptionalAction, default=True, help="use biases (default yes)")
-    p.add_argument("--init", default="xavier_uniform", help="weight init (default xavier_uniform)")
+    p.add_argument("--model", default="mlp", choices=("mlp", "cnn"),
+                   help="mlp (--width, --depth, --bias) or cnn: per --channels entry a block "
+                   "Conv2d(c, 3, padding=1)+activation+MaxPool2d(2), then Flatten+Linear (default mlp)")
+    p.add_argument("--activation", default=None, help="hidden activation (default tanh for mlp, relu for cnn)")
+    p.add_argument("--width", type=_positive_int, default=128, help="mlp: hidden width (default 128)")
+    p.add_argument("--depth", type=_positive_int, default=3, help="mlp: number of weight layers (default 3)")
+    p.add_argument("--bias", action=argparse.BooleanOptionalAction, default=True, help="mlp: use biases (default yes)")
+    p.add_argument("--channels", type=_ints, default=[16, 32], help="cnn: channels of the conv blocks (default 16,32)")
+    p.add_argument("--init", default=None, help="weight init (default xavier_uniform for mlp, uniform for cnn)")
     p.add_argument("--epochs", type=_positive_int, default=1, help="epochs (default 1)")
     p.add_argument("--steps", type=_positive_int, default=None, help="stop after this many weight updates")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (default 64)")
@@ -175,13 +179,14 @@ def _runtime(args, plugins: Sequence[Any] = ()) -> Any:
     return runtime(args.backend, device=args.device, dtype=args.dtype, plugins=plugins)
 
 
-def _dataset(args) -> Any:
+def _dataset(args, flatten: bool = True) -> Any:
     from .data import load_dataset
 
     if args.data_dir is not None and not args.download and not Path(args.data_dir).is_dir():
         raise InputError(f"--data-dir {args.data_dir!r} is not an existing folder")
     _log(args)(f"loading dataset {args.dataset!r}")
-    return load_dataset(args.dataset, root=args.data_dir, download=args.download)
+    options = {} if flatten else {"flatten": False}
+    return load_dataset(args.dataset, root=args.data_dir, download=args.download, **options)
 
 
 def _out(args) -> Path:
@@ -300,20 +305,38 @@ def _tracker(name: str) -> Any:
     return plugin() if inspect.isclass(plugin) else plugin
 
 
+def _model(args, rt, data) -> tuple[Any, dict]:
+    """The network of ``pccore train`` and its description for summary.json."""
+    from .nn.models import cnn, mlp
+
+    activation = args.activation or ("tanh" if args.model == "mlp" else "relu")
+    if args.model == "cnn":
+        if len(data.input_shape) != 3:
+            raise InputError(f"--model cnn needs image data (C, H, W); dataset {data.name!r} gives "
+                             f"{data.input_shape}")
+        if not args.channels or min(args.channels) < 1:
+            raise InputError(f"--channels must be positive integers, got {args.channels}")
+        net = cnn(rt, data.input_shape, data.num_classes, args.channels, activation,
+                  init=args.init or "uniform", seed=args.seed)
+        return net, {"model": "cnn", "channels": args.channels, "activation": activation}
+    widths = [data.input_dim] + [args.width] * (args.depth - 1) + [data.num_classes]
+    net = mlp(rt, widths, activation=activation, bias=args.bias, init=args.init or "xavier_uniform",
+              seed=args.seed)
+    return net, {"model": "mlp", "widths": widths, "activation": activation}
+
+
 def cmd_train(args) -> int:
     from .io import save
-    from .network import mlp
     from .training import Trainer
 
     out, log = _out(args), _log(args)
     rt = _runtime(args, plugins=[_tracker(name) for name in args.tracker])
-    data = _dataset(args)
-    widths = [data.input_dim] + [args.width] * (args.depth - 1) + [data.num_classes]
-    net = mlp(rt, widths, activation=args.activation, bias=args.bias, init=args.init, seed=args.seed)
+    data = _dataset(args, flatten=args.model == "mlp")
+    net, described = _model(args, rt, data)
     trainer = Trainer(args.method, inference=_inference(args), optimizer=args.optimizer, lr=args.lr,
                       batch_size=args.batch_size, loss=args.loss, seed=args.seed, runtime=rt,
                       progress=not args.quiet)
-    log(f"training {widths} ({args.activation}) with {trainer!r}")
+    log(f"training {described} with {trainer!r}")
     before = trainer.evaluate(net, data)
     net, history = trainer.fit(net, data, epochs=args.epochs, max_steps=args.steps,
                                eval_every=args.eval_every, checkpoint=args.checkpoint, resume=args.resume)
@@ -321,7 +344,7 @@ def cmd_train(args) -> int:
     save(net, out / "model.npz")
     _write_json(out / "history.json", history.as_dict())
     summary = {"experiment": "train", "dataset": data.name, "backend": rt.backend, "device": rt.device,
-               "dtype": rt.dtype, "widths": widths, "activation": args.activation, "method": args.method,
+               "dtype": rt.dtype, **described, "method": args.method,
                "steps": len(history.step), "initial": before, "final": after}
     _write_json(out / "summary.json", summary)
     print(f"test accuracy {100 * before['accuracy']:.1f}% -> {100 * after['accuracy']:.1f}% "

@@ -1,8 +1,16 @@
 """PC energies over states (SO) and errors (EO), their closed-form gradients, and the
-layer-local weight gradients. Array API only; sums run over the batch too.
+block-local weight gradients. Array API only; sums run over the batch too.
 
-Conventions (0-based): layers k = 0..L-1, pre-activations a_k, hidden states h_k
-(k < L-1, each (batch, d_{k+1})), errors e_k = h_k - f_k(h_{k-1}), h_{-1} = x.
+Conventions (0-based): blocks l = 0..L-1 with f_l(s) = block_l(params_l, s); hidden states
+s_0..s_{L-2}, each (batch, *shape_l); errors e_l = s_l - f_l(s_{l-1}) with s_{-1} = x;
+prediction yhat = f_{L-1}(s_{L-2}). The first block's output f_0(x) is constant while x
+is clamped, so the sweeps take it precomputed (``f0x``).
+
+  E(s) = sum_l 1/2 ||s_l - f_l(s_{l-1})||^2 + C(yhat, y)
+  dE/ds_l = eps_l - J_{l+1}^T eps_{l+1},   eps_{L-1} := -dC/dyhat
+  E(e) = sum_l 1/2 ||e_l||^2 + C(yhat(e), y)
+  dE/de_l = e_l + J_{l+1}^T ... J_{L-1}^T dC/dyhat
+  dE/dtheta_l = -(d f_l / d theta_l)^T eps_l   (local: no gradient crosses a block)
 """
 
 from __future__ import annotations
@@ -13,148 +21,155 @@ from typing import Any
 from .checks import check_dtype, check_float, check_shape
 from .errors import InputError
 from .losses import get_loss
-from .network import Network, check_input
+from .nn.network import Network, Structure, check_input
+from .nn.op import describe
 
 
 # --------------------------------------------------------------------- kernels
-def _vjp(xp, layer, a, delta):
-    """J^T delta for layer ``f(s) = phi(W s + b)`` at pre-activation a: (batch, d_in)."""
-    if not layer.activation.linear:
-        delta = layer.activation.deriv(xp, a) * delta
-    return delta @ layer.W
-
-
-def _half_sq(xp, v):
+def half_sq(xp: Any, v: Any) -> Any:
+    """1/2 sum(v^2) as a 0-d array."""
     return 0.5 * xp.sum(v * v)
 
 
-def error_sweep(xp, layers, loss, a0, y, errors, states=None, backward=True):
-    """Forward pass with errors added, then the backward sweep.
-
-    Returns (grads, yhat, pres) with grads[k] = dE/de_k = e_k + J^T ... dC/dyhat.
-    ``a0`` is the first layer's pre-activation (constant while x is clamped). When
-    ``states`` is a list, the hidden states s_k = f_k(s_{k-1}) + e_k are appended to it;
-    ``backward=False`` stops after the forward pass (grads is then empty).
-    """
-    pres, a = [a0], a0
-    for k, e in enumerate(errors):
-        s = layers[k].activation(xp, a) + e
+def error_sweep(k, structure: Structure, params, loss, f0x, y, errors, states=None, backward=True):
+    """Forward pass with errors added, then the backward sweep; returns (grads, yhat) with
+    grads[l] = dE/de_l. When ``states`` is a list, s_l = f_l(s_{l-1}) + e_l are appended to
+    it; ``backward=False`` stops after the forward pass (grads is then empty)."""
+    blocks, s, res = structure.blocks, f0x, []
+    for l, e in enumerate(errors):
+        s = s + e
         if states is not None:
             states.append(s)
-        a = layers[k + 1].pre(s)
-        pres.append(a)
-    yhat = layers[-1].activation(xp, a)
+        s, r = blocks[l + 1].forward(k, params[l + 1], s)
+        res.append(r)
     if not backward:
-        return [], yhat, pres
-    g, grads = loss.grad(xp, yhat, y), [None] * len(errors)
-    for k in range(len(errors) - 1, -1, -1):
-        g = _vjp(xp, layers[k + 1], pres[k + 1], g)
-        grads[k] = errors[k] + g
-    return grads, yhat, pres
+        return [], s
+    g, grads = loss.grad(k.xp, s, y), [None] * len(errors)
+    for l in range(len(errors) - 1, -1, -1):
+        g = blocks[l + 1].vjp(k, params[l + 1], res[l], g, True, False)[0]
+        grads[l] = errors[l] + g
+    return grads, s
 
 
-def state_sweep(xp, layers, loss, a0, y, states, backward=True):
-    """Prediction errors and dE/ds_k for hidden states; returns (grads, eps, pres, yhat).
-
-    ``eps`` has L entries: eps_k = h_k - f_k(h_{k-1}) and eps_{L-1} = -dC/dyhat.
-    ``backward=False`` returns after the hidden errors (grads empty, eps of length L-1).
-    """
-    pres = [a0] + [layers[k + 1].pre(h) for k, h in enumerate(states)]
-    eps = [h - layers[k].activation(xp, pres[k]) for k, h in enumerate(states)]
-    yhat = layers[-1].activation(xp, pres[-1])
+def state_sweep(k, structure: Structure, params, loss, f0x, y, states, backward=True):
+    """Prediction errors and dE/ds_l; returns (grads, eps, yhat) with eps_l = s_l - f_l(s_{l-1})
+    and, with ``backward``, eps_{L-1} = -dC/dyhat appended (L entries)."""
+    blocks, preds, res = structure.blocks, [f0x], []
+    for l, s in enumerate(states):
+        p, r = blocks[l + 1].forward(k, params[l + 1], s)
+        preds.append(p)
+        res.append(r)
+    eps = [s - p for s, p in zip(states, preds)]
+    yhat = preds[-1]
     if not backward:
-        return [], eps, pres, yhat
-    eps.append(-loss.grad(xp, yhat, y))
-    grads = [eps[k] - _vjp(xp, layers[k + 1], pres[k + 1], eps[k + 1]) for k in range(len(states))]
-    return grads, eps, pres, yhat
+        return [], eps, yhat
+    eps.append(-loss.grad(k.xp, yhat, y))
+    grads = [eps[l] - blocks[l + 1].vjp(k, params[l + 1], res[l], eps[l + 1], True, False)[0]
+             for l in range(len(states))]
+    return grads, eps, yhat
 
 
-def energy_from(xp, loss, errors, yhat, y):
-    """Total energy ``sum_k 1/2 ||e_k||^2 + C(yhat, y)`` as a 0-d array."""
+def local_sweep(k, structure: Structure, params, loss, x, y, states):
+    """Block-local weight gradients at fixed states: (per-block grads, eps, yhat), summed
+    over the batch; grads_l = -(d f_l/d theta_l)^T eps_l."""
+    inputs = [x] + list(states)
+    outs, res = [], []
+    for block, p, h in zip(structure.blocks, params, inputs):
+        o, r = block.forward(k, p, h)
+        outs.append(o)
+        res.append(r)
+    eps = [s - o for s, o in zip(states, outs)] + [-loss.grad(k.xp, outs[-1], y)]
+    grads = tuple(
+        tuple(-g for g in block.vjp(k, p, r, e, False, True)[1])
+        for block, p, r, e in zip(structure.blocks, params, res, eps))
+    return grads, eps, outs[-1]
+
+
+def energy_from(xp: Any, loss: Any, errors: Sequence[Any], yhat: Any, y: Any) -> Any:
+    """Total energy ``sum_l 1/2 ||e_l||^2 + C(yhat, y)`` as a 0-d array."""
     total = loss.value(xp, yhat, y)
     for e in errors:
-        total = total + _half_sq(xp, e)
+        total = total + half_sq(xp, e)
     return total
+
+
+def first_output(net: Network, x: Any) -> Any:
+    """f_0(x): the first block's output, constant during inference."""
+    return net.blocks[0](net.kernels, net.params[0], x)
 
 
 # ------------------------------------------------------------------ validation
 def check_hidden(net: Network, x: Any, y: Any, values: Sequence[Any], arg: str) -> Any:
     """Validate a list of L-1 hidden arrays (states or errors); returns the namespace."""
+    hidden = net.depth - 1
     if not isinstance(values, (list, tuple)):
-        raise InputError(f"{arg} must be a list of {net.depth - 1} arrays, got {type(values).__name__}")
-    if len(values) != net.depth - 1:
-        raise InputError(
-            f"{arg} must hold one array per hidden layer ({net.depth - 1}), got {len(values)}"
-        )
-    xp = check_input(net, x, y, **{f"{arg}[{k}]": v for k, v in enumerate(values)})
-    for k, v in enumerate(values):
-        check_float(xp, f"{arg}[{k}]", v)
-        check_shape(f"{arg}[{k}]", v, (x.shape[0], net.widths[k + 1]))
-        check_dtype(f"{arg}[{k}]", v, x.dtype)
+        raise InputError(f"{arg} must be a list of {hidden} arrays, got {type(values).__name__}")
+    if len(values) != hidden:
+        raise InputError(f"{arg} must hold one array per hidden layer ({hidden}), got {len(values)}")
+    xp = check_input(net, x, y, **{f"{arg}[{l}]": v for l, v in enumerate(values)})
+    for l, v in enumerate(values):
+        check_float(xp, f"{arg}[{l}]", v)
+        shape = net.structure.shapes[l]
+        check_shape(f"{arg}[{l}]", v, (x.shape[0], *shape), f"block {l}'s output is {describe(shape)}")
+        check_dtype(f"{arg}[{l}]", v, x.dtype)
     return xp
 
 
 # ------------------------------------------------------------------ public API
-def state_energy(net: Network, x: Any, y: Any, states: Sequence[Any], loss="mse") -> Any:
-    """E(s) = sum_k 1/2 ||s_k - f_k(s_{k-1})||^2 + C(f_L(s_{L-1}), y), a 0-d array."""
+def state_energy(net: Network, x: Any, y: Any, states: Sequence[Any], loss: Any = "mse") -> Any:
+    """E(s) = sum_l 1/2 ||s_l - f_l(s_{l-1})||^2 + C(f_{L-1}(s_{L-2}), y), a 0-d array."""
     xp = check_hidden(net, x, y, states, "states")
     loss = get_loss(loss)
-    _, eps, _, yhat = state_sweep(xp, net.layers, loss, net.layers[0].pre(x), y, list(states))
-    return energy_from(xp, loss, eps[:-1], yhat, y)
+    _, eps, yhat = state_sweep(net.kernels, net.structure, net.params, loss, first_output(net, x), y,
+                               list(states), backward=False)
+    return energy_from(xp, loss, eps, yhat, y)
 
 
-def state_energy_grad(net: Network, x: Any, y: Any, states: Sequence[Any], loss="mse") -> list:
-    """dE/ds_k for each hidden state, each (batch, d_k): eps_k - J_{k+1}^T eps_{k+1}."""
-    xp = check_hidden(net, x, y, states, "states")
-    grads, *_ = state_sweep(xp, net.layers, get_loss(loss), net.layers[0].pre(x), y, list(states))
-    return grads
+def state_energy_grad(net: Network, x: Any, y: Any, states: Sequence[Any], loss: Any = "mse") -> list:
+    """dE/ds_l for each hidden state, each (batch, *shape_l): eps_l - J_{l+1}^T eps_{l+1}."""
+    check_hidden(net, x, y, states, "states")
+    return state_sweep(net.kernels, net.structure, net.params, get_loss(loss), first_output(net, x), y,
+                       list(states))[0]
 
 
-def error_energy(net: Network, x: Any, y: Any, errors: Sequence[Any], loss="mse") -> Any:
-    """E(e) = sum_k 1/2 ||e_k||^2 + C(f_L(s_{L-1}(e)), y), a 0-d array."""
+def error_energy(net: Network, x: Any, y: Any, errors: Sequence[Any], loss: Any = "mse") -> Any:
+    """E(e) = sum_l 1/2 ||e_l||^2 + C(f_{L-1}(s_{L-2}(e)), y), a 0-d array."""
     xp = check_hidden(net, x, y, errors, "errors")
     loss = get_loss(loss)
-    _, yhat, _ = error_sweep(xp, net.layers, loss, net.layers[0].pre(x), y, list(errors))
+    _, yhat = error_sweep(net.kernels, net.structure, net.params, loss, first_output(net, x), y,
+                          list(errors), backward=False)
     return energy_from(xp, loss, errors, yhat, y)
 
 
-def error_energy_grad(net: Network, x: Any, y: Any, errors: Sequence[Any], loss="mse") -> list:
-    """dE/de_k = e_k + g_k with g backpropagated from dC/dyhat; each (batch, d_k)."""
-    xp = check_hidden(net, x, y, errors, "errors")
-    grads, _, _ = error_sweep(xp, net.layers, get_loss(loss), net.layers[0].pre(x), y, list(errors))
-    return grads
+def error_energy_grad(net: Network, x: Any, y: Any, errors: Sequence[Any], loss: Any = "mse") -> list:
+    """dE/de_l = e_l + g_l with g backpropagated from dC/dyhat; each (batch, *shape_l)."""
+    check_hidden(net, x, y, errors, "errors")
+    return error_sweep(net.kernels, net.structure, net.params, get_loss(loss), first_output(net, x), y,
+                       list(errors))[0]
 
 
-def local_weight_grads(net: Network, x: Any, y: Any, states: Sequence[Any], loss="mse") -> tuple:
-    """dE/dW_k (and dE/db_k) at fixed states, in the order of ``net.params()``.
+def local_weight_grads(net: Network, x: Any, y: Any, states: Sequence[Any], loss: Any = "mse") -> tuple:
+    """dE/dtheta_l at fixed states, per block (aligned with ``net.params``).
 
-    Layer-local: dE/dW_k = -(phi'(a_k) * eps_k)^T h_{k-1}, with eps_{L-1} = -dC/dyhat.
-    Summed over the batch (divide by the batch size for a weight step).
+    Block-local: dE/dtheta_l = -(df_l/dtheta_l)^T eps_l with eps_{L-1} = -dC/dyhat; for a
+    Dense layer dE/dW = -(phi'(a) * eps)^T s_{l-1}. Summed over the batch (divide by the
+    batch size for a weight step).
     """
-    xp = check_hidden(net, x, y, states, "states")
-    _, eps, pres, _ = state_sweep(xp, net.layers, get_loss(loss), net.layers[0].pre(x), y, list(states))
-    inputs = [x] + list(states)
-    out = []
-    for layer, a, e, h in zip(net.layers, pres, eps, inputs):
-        d = e if layer.activation.linear else layer.activation.deriv(xp, a) * e
-        out.append(-(d.T @ h))
-        if layer.b is not None:
-            out.append(-xp.sum(d, axis=0))
-    return tuple(out)
+    check_hidden(net, x, y, states, "states")
+    return local_sweep(net.kernels, net.structure, net.params, get_loss(loss), x, y, list(states))[0]
 
 
 def states_from_errors(net: Network, x: Any, errors: Sequence[Any]) -> list:
-    """Hidden states s_k = f_k(s_{k-1}) + e_k for errors e (the EO parametrisation)."""
-    xp = check_hidden(net, x, None, errors, "errors")
-    states, s = [], x
-    for layer, e in zip(net.layers, errors):
-        s = layer(xp, s) + e
-        states.append(s)
+    """Hidden states s_l = f_l(s_{l-1}) + e_l for errors e (the EO parametrisation)."""
+    check_hidden(net, x, None, errors, "errors")
+    states: list = []
+    error_sweep(net.kernels, net.structure, net.params, None, first_output(net, x), None,
+                list(errors), states, backward=False)
     return states
 
 
 def errors_from_states(net: Network, x: Any, states: Sequence[Any]) -> list:
-    """Errors e_k = s_k - f_k(s_{k-1}) for hidden states s (inverse of states_from_errors)."""
-    xp = check_hidden(net, x, None, states, "states")
-    inputs = [x] + list(states[:-1])
-    return [s - layer(xp, h) for layer, h, s in zip(net.layers, inputs, states)]
+    """Errors e_l = s_l - f_l(s_{l-1}) for hidden states s (inverse of states_from_errors)."""
+    check_hidden(net, x, None, states, "states")
+    return state_sweep(net.kernels, net.structure, net.params, None, first_output(net, x), None,
+                       list(states), backward=False)[1]

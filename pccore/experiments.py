@@ -27,9 +27,11 @@ from .data import Dataset, batches
 from .energy import local_weight_grads
 from .errors import InferenceDiverged, InputError, MissingDependency
 from .inference import ErrorOptimization, StateOptimization
-from .network import Network, mlp
+from .backprop import backprop_grads
+from .nn.models import mlp
+from .nn.network import Network
 from .runtime import Runtime
-from .training import Trainer, _host_float as _f, backprop_grads
+from .training import Trainer, _host_float as _f
 
 COMPARE_PLOTS = ("convergence", "gradient_alignment", "gradient_norms")
 ENERGY_PLOTS = ("energy",)
@@ -195,7 +197,7 @@ def compare(
     eo_lr, eo_scores = sweep(ErrorOptimization, eo_iters, eo_lrs, net, x, y, eq.states, rt, log)
     log(f"SO sweep ({so_iters} steps each)")
     so_lr, so_scores = sweep(StateOptimization, so_iters, so_lrs, net, x, y, eq.states, rt, log)
-    reference = [g / batch_size for g in backprop_grads(net, x, y)]
+    reference = [g / batch_size for g in net.structure.flatten(backprop_grads(net, x, y))]
     log(f"tracked runs: EO lr={eo_lr:g}, SO lr={so_lr:g}")
     eo_d, eo_a = _tracked_run(ErrorOptimization, eo_iters, eo_lr, net, x, y, eq, reference, layers, layers, rt)
     so_d, so_a = _tracked_run(StateOptimization, so_iters, so_lr, net, x, y, eq, reference, layers, layers, rt)
@@ -210,7 +212,7 @@ def compare(
 
 def _curves(rt, net, x, y, eq, reference, layers, eo_d, so_d, eo_a, so_a) -> dict:
     np, xp, batch = host._np(), rt.xp, x.shape[0]
-    opt_grads = [g / batch for g in local_weight_grads(net, x, y, eq.states)]
+    opt_grads = [g / batch for g in net.structure.flatten(local_weight_grads(net, x, y, eq.states))]
     optimum_cos, optimum_norm, bp_norm, scale = {}, {}, {}, {}
     for k in layers:
         g, r = opt_grads[k], reference[k]

@@ -69,6 +69,29 @@ def pccore_compile(fn):
 
 
 @hookspec(firstresult=True)
+def pccore_ops():
+    """Return the backend's kernels for what the Array API lacks, as an object whose
+    attributes are the functions below (a backend may leave any out: using a block that
+    needs a missing one raises an error naming the op and the backend). Images are NCHW,
+    conv weights OIHW; ``stride``, ``padding``, ``dilation``, ``kernel`` are (h, w) int
+    pairs; padding is symmetric zero padding (max pooling pads with -inf).
+
+    - ``conv2d(x, w, stride, padding, dilation, groups) -> y`` (no bias)
+    - ``conv2d_input_grad(g, w, input_shape, stride, padding, dilation, groups) -> gx``
+      (the transpose of conv2d in x; ``input_shape`` is x's full (N, C, H, W))
+    - ``conv2d_weight_grad(x, g, weight_shape, stride, padding, dilation, groups) -> gw``
+    - ``max_pool2d(x, kernel, stride, padding) -> (y, res)`` (``res``: whatever the two
+      functions below need, e.g. argmax indices; it never leaves one sweep)
+    - ``max_pool2d_vjp(res, g) -> gx`` and ``max_pool2d_jvp(res, t) -> ty``
+    - ``avg_pool2d(x, kernel, stride, padding) -> y`` (padding counts in the mean)
+    - ``avg_pool2d_vjp(g, input_shape, kernel, stride, padding) -> gx``
+    - ``vjp(fn, params, x) -> (y, pullback)`` with ``pullback(g) -> (gparams, gx)`` and
+      ``jvp(fn, params, x, t) -> (y, ty)``: the framework's autodiff of
+      ``y = fn(params, x)`` (params a tuple of arrays), for ``Foreign`` blocks only.
+    """
+
+
+@hookspec(firstresult=True)
 def pccore_synchronize():
     """Block until queued device work is done (used by benchmarks only)."""
 

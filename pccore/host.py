@@ -63,9 +63,20 @@ INITS: dict[str, Callable] = {
 }
 
 
+def check_init(init: str) -> str:
+    """Raise unless ``init`` names a known initialisation."""
+    if not isinstance(init, str) or init not in INITS:
+        raise UnknownNameError(f"unknown init {init!r}; expected one of {', '.join(INITS)}")
+    return init
+
+
+def draw(init: str, rng: Any, fan_out: int, fan_in: int, gain: float) -> Any:
+    """One host float64 (fan_out, fan_in) matrix from ``rng`` with initialisation ``init``."""
+    return INITS[check_init(init)](rng, fan_out, fan_in, gain)
+
+
 def draw_weights(widths: list[int], init: str, gain: float, seed: int) -> list[Any]:
     """Host float64 weight matrices of shape (widths[l+1], widths[l]) for each layer."""
-    if init not in INITS:
-        raise UnknownNameError(f"unknown init {init!r}; expected one of {', '.join(INITS)}")
+    check_init(init)
     rng = generator(seed)
-    return [INITS[init](rng, o, i, gain) for i, o in zip(widths[:-1], widths[1:])]
+    return [draw(init, rng, o, i, gain) for i, o in zip(widths[:-1], widths[1:])]

@@ -16,13 +16,13 @@ from typing import Any
 import array_api_compat as compat
 import attrs
 
-from .activations import Activation
 from .checks import check_positive_float, check_positive_int
-from .energy import energy_from, error_sweep, state_sweep
+from .energy import energy_from, error_sweep, first_output, state_sweep
 from .errors import InferenceDiverged, InputError
 from .events import InferenceStart, InferenceStep
 from .losses import get_loss
-from .network import Dense, Network, check_input
+from .nn.kernels import Kernels
+from .nn.network import Network, Structure, check_input
 from .runtime import Runtime, check_runtime, runtime_for
 
 
@@ -50,61 +50,41 @@ class Step:
     """One optimiser update of the free variables; hashable so compiled loops cache.
 
     carry = (variables, optimiser state, rms of the last gradient);
-    args = (network params, first pre-activation a0, targets y).
+    args = (network params, first block's output f_0(x), targets y).
     """
 
     method: str
-    acts: tuple[Activation, ...]
-    biases: tuple[bool, ...]
+    structure: Structure
+    kernels: Kernels
     loss: Any
     opt: Any
     track_norm: bool
 
-    def layers(self, params: tuple) -> list[_Layer]:
-        it, out = iter(params), []
-        for act, has_b in zip(self.acts, self.biases):
-            out.append(_Layer(next(it), next(it) if has_b else None, act))
-        return out
+    def grads(self, args: tuple, values: tuple) -> list:
+        params, f0x, y = args
+        if self.method == "EO":
+            return error_sweep(self.kernels, self.structure, params, self.loss, f0x, y, list(values))[0]
+        return state_sweep(self.kernels, self.structure, params, self.loss, f0x, y, list(values))[0]
 
-    def grads(self, xp: Any, args: tuple, values: tuple) -> list:
-        params, a0, y = args
-        sweep = error_sweep if self.method == "EO" else state_sweep
-        return sweep(xp, self.layers(params), self.loss, a0, y, list(values))[0]
-
-    def grads_energy(self, xp: Any, args: tuple, values: tuple, backward: bool = True) -> tuple[list, Any, list]:
+    def grads_energy(self, args: tuple, values: tuple, backward: bool = True) -> tuple[list, Any, list]:
         """From one sweep at ``values``: the gradient (empty without ``backward``), the
         energy and the other variables (states for EO, errors for SO; the same ops as
         ``states_from_errors`` and ``errors_from_states``)."""
-        params, a0, y = args
+        params, f0x, y = args
+        k, xp = self.kernels, self.kernels.xp
         if self.method == "EO":
             states: list = []
-            grads, yhat, _ = error_sweep(xp, self.layers(params), self.loss, a0, y, list(values),
-                                         states, backward)
+            grads, yhat = error_sweep(k, self.structure, params, self.loss, f0x, y, list(values), states, backward)
             return grads, energy_from(xp, self.loss, values, yhat, y), states
-        grads, eps, _, yhat = state_sweep(xp, self.layers(params), self.loss, a0, y, list(values), backward)
+        grads, eps, yhat = state_sweep(k, self.structure, params, self.loss, f0x, y, list(values), backward)
         return grads, energy_from(xp, self.loss, eps[:len(values)], yhat, y), eps[:len(values)]
 
     def __call__(self, carry: tuple, args: tuple) -> tuple:
         values, opt_state, _ = carry
-        xp = _xp(args[2])
-        g = self.grads(xp, args, values)
+        g = self.grads(args, values)
         values, opt_state = self.opt.update(tuple(values), tuple(g), opt_state)
-        norm = _rms(xp, g) if self.track_norm else carry[2]
+        norm = _rms(self.kernels.xp, g) if self.track_norm else carry[2]
         return tuple(values), opt_state, norm
-
-
-class _Layer:
-    """What the sweeps need of a Dense layer (W, b, activation, pre), without attrs'
-    validation: the step rebuilds the layers from its traced parameters every call."""
-
-    __slots__ = ("W", "b", "activation")
-
-    def __init__(self, W: Any, b: Any, activation: Activation):
-        self.W, self.b, self.activation = W, b, activation
-
-    def pre(self, s: Any) -> Any:
-        a = s @ self.W.T
-        return a if self.b is None else a + self.b
 
 
 # Observed runs report each point with the energy (and the other variables) from the very
@@ -120,7 +100,7 @@ class _Probe:
 
     def __call__(self, carry: tuple, args: tuple) -> tuple:
         values, opt_state, norm = carry[:3]
-        g, energy, other = self.step.grads_energy(_xp(args[2]), args, values)
+        g, energy, other = self.step.grads_energy(args, values)
         return tuple(values), opt_state, norm, tuple(g), energy, tuple(other)
 
 
@@ -133,7 +113,7 @@ class _Measure:
 
     def __call__(self, carry: tuple, args: tuple) -> tuple:
         values, opt_state, norm, g = carry[:4]
-        _, energy, other = self.step.grads_energy(_xp(args[2]), args, values, backward=False)
+        _, energy, other = self.step.grads_energy(args, values, backward=False)
         return tuple(values), opt_state, norm, g, energy, tuple(other)
 
 
@@ -147,7 +127,7 @@ class _ApplyProbe:
     def __call__(self, carry: tuple, args: tuple) -> tuple:
         values, opt_state, norm, g = carry[:4]
         values, opt_state = self.step.opt.update(tuple(values), tuple(g), opt_state)
-        norm = _rms(_xp(args[2]), g) if self.step.track_norm else norm
+        norm = _rms(self.step.kernels.xp, g) if self.step.track_norm else norm
         return _Probe(self.step)((values, opt_state, norm), args)
 
 
@@ -172,12 +152,6 @@ def _observer_period(rt: Runtime) -> int:
             return 1
         period = math.gcd(period, every)
     return max(period, 1)
-
-
-def _xp(a: Any) -> Any:
-    import array_api_compat
-
-    return array_api_compat.array_namespace(a)
 
 
 def _rms(xp: Any, grads: list) -> Any:
@@ -216,9 +190,8 @@ class _Optimization:
         rt = runtime if runtime is not None else runtime_for(x)
         check_runtime(rt, "x", x)
         opt = rt.optimizer(self.optimizer, lr=self.lr, **self.hyper)
-        step = Step(self.method, tuple(l.activation for l in net.layers),
-                    tuple(l.b is not None for l in net.layers), loss, opt, self.tol is not None)
-        args = (net.params(), net.layers[0].pre(x), y)
+        step = Step(self.method, net.structure, net.kernels, loss, opt, self.tol is not None)
+        args = (net.params, first_output(net, x), y)
         values = self.initial(xp, net, x)
         inf = xp.asarray(math.inf, dtype=x.dtype, device=compat.device(x))
         carry = (values, opt.init(values), inf)
@@ -265,7 +238,7 @@ class _Optimization:
     def _first_nonfinite(self, rt, step, carry0, args, net, x, n):
         carry = carry0
         for i in range(n + 1):
-            if not bool(rt.xp.isfinite(step.grads_energy(rt.xp, args, carry[0], backward=False)[1])):
+            if not bool(rt.xp.isfinite(step.grads_energy(args, carry[0], backward=False)[1])):
                 return i
             carry, _ = rt.run_loop(step, carry, 1, args, None)
         return n
@@ -274,7 +247,7 @@ class _Optimization:
         """One sweep at the end point gives the energy, the other variables and (with tol)
         the gradient for the converged flag."""
         xp, values = rt.xp, tuple(carry[0])
-        grads, energy, other = step.grads_energy(xp, args, values, backward=self.tol is not None)
+        grads, energy, other = step.grads_energy(args, values, backward=self.tol is not None)
         if not bool(xp.isfinite(energy)):
             fresh = self.initial(xp, net, x)
             start = (fresh, step.opt.init(fresh), carry[2])
@@ -302,4 +275,6 @@ class ErrorOptimization(_Optimization):
     method = "EO"
 
     def initial(self, xp, net, x):
-        return tuple(xp.zeros_like(s) for s in net.feedforward_states(x))
+        device = compat.device(x)
+        return tuple(xp.zeros((x.shape[0], *shape), dtype=x.dtype, device=device)
+                     for shape in net.structure.shapes[:-1])

@@ -6,6 +6,7 @@ Files are written to a temporary file in the target folder and moved into place 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -13,12 +14,16 @@ from typing import Any
 
 from . import host
 from .errors import InputError
-from .network import Dense, Network
+from .nn.compose import Sequential
+from .nn.linear import Linear
+from .nn.network import Network
+from .nn.serialize import structure_to_json
+from .nn.serialize import structure_from_json
 from .runtime import Runtime, runtime_for
 
 FORMAT = "pccore-network"
 CHECKPOINT = "pccore-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: any structure (JSON) and a checksum; 1: Dense MLPs only (still readable)
 
 
 # --------------------------------------------------------------- raw files
@@ -29,6 +34,7 @@ def write_npz(path: str | os.PathLike, arrays: dict[str, Any]) -> Path:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise InputError(f"cannot save to {str(path)!r}: folder {str(folder)!r} does not exist")
+    arrays = {**arrays, "checksum": np.array(_checksum(arrays))}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -51,52 +57,93 @@ def read_npz(path: str | os.PathLike, kind: str) -> dict[str, Any]:
         raise InputError(f"no {kind} file at {str(path)!r}")
     try:
         with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    except (OSError, ValueError) as err:
-        raise InputError(f"{str(path)!r} is not a readable pccore {kind} file: {err}") from err
+            arrays = {k: f[k] for k in f.files}
+    except Exception as err:  # truncated or damaged: zipfile, zlib, numpy format errors
+        raise InputError(f"{str(path)!r} is not a readable pccore {kind} file "
+                         f"({type(err).__name__}: {err})") from None
+    if "checksum" in arrays and str(arrays["checksum"]) != _checksum(arrays):
+        raise InputError(f"{str(path)!r} is damaged: its checksum does not match its contents")
+    return arrays
 
 
 # ---------------------------------------------------------------- networks
+def _checksum(arrays: dict[str, Any]) -> str:
+    """sha256 over every entry (name, dtype, shape, bytes) but the checksum itself."""
+    np = host._np()
+    digest = hashlib.sha256()
+    for key in sorted(k for k in arrays if k != "checksum"):
+        value = np.ascontiguousarray(arrays[key])
+        digest.update(f"{key}|{value.dtype.str}|{value.shape}|".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
 def network_arrays(net: Network, rt: Runtime | None = None) -> dict[str, Any]:
-    """Host arrays describing ``net``: widths, activations, bias flags, dtype, W<k>, b<k>."""
+    """Host arrays describing ``net``: format, versions, the structure (JSON), dtype and the
+    parameters ``p<block>_<index>``."""
+    from . import __version__
+
     np = host._np()
     if not isinstance(net, Network):
         raise InputError(f"net must be a pccore.Network, got {type(net).__name__}")
-    rt = rt if rt is not None else runtime_for(net.layers[0].W)
+    flat = net.flat_params()
+    rt = rt if rt is not None else (runtime_for(flat[0]) if flat else None)
     out = {
         "format": np.array(FORMAT), "version": np.array(VERSION),
-        "widths": np.array(net.widths, dtype=np.int64),
-        "activations": np.array([layer.activation.name for layer in net.layers]),
-        "bias": np.array([layer.b is not None for layer in net.layers]),
-        "dtype": np.array(rt.dtype),
+        "pccore_version": np.array(__version__),
+        "structure": np.array(structure_to_json(net.structure)),
+        "dtype": np.array(rt.dtype if rt is not None else "float32"),
     }
-    for k, layer in enumerate(net.layers):
-        out[f"W{k}"] = rt.to_numpy(layer.W)
-        if layer.b is not None:
-            out[f"b{k}"] = rt.to_numpy(layer.b)
+    for l, block in enumerate(net.params):
+        for i, p in enumerate(block):
+            out[f"p{l}_{i}"] = rt.to_numpy(p)
     return out
 
 
-def network_from_arrays(arrays: dict[str, Any], rt: Runtime, where: str = "file") -> Network:
-    """Rebuild a Network on ``rt`` (its backend, device and dtype) from :func:`network_arrays`."""
+def _legacy_mlp(arrays: dict[str, Any], where: str) -> tuple[list, tuple, dict]:
+    """Blocks, input shape and renamed params of a version-1 file (a Dense MLP)."""
     for key in ("widths", "activations", "bias"):
         if key not in arrays:
             raise InputError(f"{where} is not a pccore network: the {key!r} entry is missing")
     widths = [int(w) for w in arrays["widths"]]
-    layers = []
+    blocks, params = [], {}
     for k, (act, has_b) in enumerate(zip(arrays["activations"], arrays["bias"])):
-        W = arrays.get(f"W{k}")
-        if W is None or tuple(W.shape) != (widths[k + 1], widths[k]):
-            raise InputError(f"{where}: W{k} is missing or not of shape {(widths[k + 1], widths[k])}")
-        b = arrays.get(f"b{k}") if bool(has_b) else None
-        if bool(has_b) and b is None:
-            raise InputError(f"{where}: b{k} is missing")
-        layers.append(Dense(rt.asarray(W), None if b is None else rt.asarray(b), str(act)))
-    return Network(layers)
+        blocks.append(Sequential(Linear(widths[k + 1], bias=bool(has_b)), str(act)))
+        for i, name in enumerate(("W", "b")[:1 + bool(has_b)]):
+            if f"{name}{k}" in arrays:
+                params[f"p{k}_{i}"] = arrays[f"{name}{k}"]
+    return blocks, (widths[0],), params
+
+
+def network_from_arrays(arrays: dict[str, Any], rt: Runtime, where: str = "file") -> Network:
+    """Rebuild a Network on ``rt`` (its backend, device and dtype) from :func:`network_arrays`;
+    the stored structure, shapes and checksum are checked."""
+    if "structure" not in arrays:
+        blocks, input_shape, arrays = _legacy_mlp(arrays, where)
+        shapes = None
+    else:
+        blocks, input_shape, shapes = structure_from_json(str(arrays["structure"]))
+    from .nn.network import network
+
+    template = network(rt, blocks, input_shape)
+    if shapes is not None and tuple(template.structure.shapes) != shapes:
+        raise InputError(f"{where}: the saved block shapes {shapes} do not match the structure's "
+                         f"{template.structure.shapes}")
+    params = []
+    for l, shapes_l in enumerate(template.structure.param_shapes()):
+        block = []
+        for i, shape in enumerate(shapes_l):
+            p = arrays.get(f"p{l}_{i}")
+            if p is None or tuple(p.shape) != tuple(shape):
+                raise InputError(f"{where}: parameter {i} of block {l} is missing or not of shape {tuple(shape)}")
+            block.append(p)
+        params.append(tuple(block))
+    return template.with_params(tuple(tuple(rt.asarray(p) for p in block) for block in params))
 
 
 def save(net: Network, path: str | os.PathLike) -> Path:
-    """Save ``net`` (weights, biases, activations, dtype) to the .npz file ``path``, atomically.
+    """Save ``net`` (its whole structure as JSON, the parameters and dtype, a checksum) to the
+    .npz file ``path``, atomically.
 
     The path is used as given (no suffix is added). Returns it as a Path.
     """
@@ -170,11 +217,12 @@ def load_checkpoint(path: Path, trainer: Any, session: Any, history: Any) -> tup
         diff = [f"{n}: saved {a} vs now {b}" for n, a, b in zip(names, config, mine) if a != b]
         raise InputError(f"checkpoint {str(path)!r} was written by another training setup ({'; '.join(diff)})")
     net = network_from_arrays(arrays, session.runtime, repr(str(path)))
-    for k, (p, q) in enumerate(zip(session.params, net.params())):
-        if tuple(p.shape) != tuple(q.shape) or len(session.params) != len(net.params()):
-            raise InputError(f"checkpoint {str(path)!r} holds a network of another architecture")
+    mine = session.net.structure
+    if net.structure != mine:
+        raise InputError(f"checkpoint {str(path)!r} holds a network of another structure:\n"
+                         f"saved {net.structure!r}\nnow {mine!r}")
     _optimizer_hooks(session.optimizer)
-    session.params = net.params()
+    session.params = net.flat_params()
     opt = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
     session.opt_state = session.optimizer.state_from_host(session.params, opt)
     step, epoch, position = (int(v) for v in arrays["train/counters"])

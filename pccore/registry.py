@@ -1,4 +1,5 @@
-"""Entry-point discovery: backends, observer plugins and datasets are found by name."""
+"""Entry-point discovery: backends, observer plugins, datasets, plots and model converters
+are found by name."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ BACKENDS = "pccore.backends"
 PLUGINS = "pccore.plugins"
 DATASETS = "pccore.datasets"
 PLOTS = "pccore.plots"
+CONVERTERS = "pccore.converters"
 
 
 def _group(group: str) -> dict[str, EntryPoint]:
@@ -54,3 +56,10 @@ def available_backends() -> list[str]:
             continue
         ok.append(name)
     return ok
+
+
+def converter(name: str) -> Any:
+    """Model converter ``name`` ("torch", "equinox"): an object with ``to_blocks``,
+    ``to_model`` and ``foreign`` (see ``pccore.nn.convert``). A converter whose framework
+    is missing raises ``MissingDependency`` naming the extra."""
+    return load(CONVERTERS, name, "converter")

@@ -25,6 +25,16 @@ class Runtime:
     dtype: str
     pm: pluggy.PluginManager = attrs.field(repr=False)
     xp: Any = attrs.field(repr=False)
+    _kernels: Any = attrs.field(default=None, init=False, repr=False)
+
+    @property
+    def kernels(self) -> Any:
+        """The backend's :class:`pccore.nn.Kernels` (namespace + conv/pool/autodiff ops)."""
+        if self._kernels is None:
+            from .nn.kernels import Kernels
+
+            object.__setattr__(self, "_kernels", Kernels(self.backend, self.xp, self.pm.hook.pccore_ops()))
+        return self._kernels
 
     # ------------------------------------------------------------ host transfer
     def asarray(self, obj: Any, dtype: str | None = None) -> Any:

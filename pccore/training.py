@@ -19,8 +19,9 @@ from .data import Dataset, batches
 from .errors import InputError
 from .events import EpochEnd, TrainStep
 from .inference import ErrorOptimization, StateOptimization, _Optimization
+from .backprop import backprop_grads
 from .losses import get_loss
-from .network import Network, check_input
+from .nn.network import Network
 from .energy import local_weight_grads
 from .runtime import Runtime, check_runtime, runtime_for
 
@@ -32,35 +33,6 @@ DEFAULT_INFERENCE = {
     "eo": {"iters": 100, "lr": 0.1},
     "so": {"iters": 200, "lr": 0.2},
 }
-
-
-# ----------------------------------------------------------------- backprop
-def backprop_grads(net: Network, x: Any, y: Any, loss: Any = "mse") -> tuple:
-    """Gradient of the batch-summed output loss C(net(x), y) w.r.t. ``net.params()``.
-
-    Closed form (one forward pass, one backward sweep; no autograd); a tuple aligned with
-    ``net.params()``: dW_k (d_out, d_in) and db_k (d_out,). Divide by the batch size for
-    a mean-loss step.
-    """
-    xp = check_input(net, x, y)
-    loss = get_loss(loss)
-    inputs, pres, h = [], [], x
-    for layer in net.layers:
-        inputs.append(h)
-        pres.append(layer.pre(h))
-        h = layer.activation(xp, pres[-1])
-    g = loss.grad(xp, h, y)  # dC/dyhat, (batch, d_L)
-    out: list = []
-    for k in range(net.depth - 1, -1, -1):
-        layer = net.layers[k]
-        d = g if layer.activation.linear else layer.activation.deriv(xp, pres[k]) * g
-        grads = [d.T @ inputs[k]]
-        if layer.b is not None:
-            grads.append(xp.sum(d, axis=0))
-        out[:0] = grads
-        if k > 0:
-            g = d @ layer.W
-    return tuple(out)
 
 
 # ------------------------------------------------------------------ history
@@ -138,7 +110,7 @@ class TrainSession:
     def __init__(self, trainer: "Trainer", net: Network, rt: Runtime):
         self.trainer, self.runtime, self._template = trainer, rt, net
         # the numpy optimizer updates in place: never touch the caller's arrays
-        self.params = tuple(rt.asarray(rt.to_numpy(p)) for p in net.params())
+        self.params = tuple(rt.asarray(rt.to_numpy(p)) for p in net.flat_params())
         self.optimizer = rt.optimizer(trainer.optimizer, lr=trainer.lr, **trainer.hyper)
         self.opt_state = self.optimizer.init(self.params)
         self.step_count = 0
@@ -146,10 +118,10 @@ class TrainSession:
     @property
     def net(self) -> Network:
         """The network at the current weights."""
-        return self._template.with_params(self.params)
+        return self._template.with_params(self._template.structure.unflatten(self.params))
 
     def step(self, x: Any, y: Any) -> tuple[float, float | None]:
-        """One weight update on batch x (batch, d_0), y (batch, d_L).
+        """One weight update on batch x (batch, *input_shape), y (batch, *output_shape).
 
         Returns (loss, energy): batch-mean output loss of the feed-forward prediction before
         the update, and the final inference energy / batch (None for bp).
@@ -164,7 +136,7 @@ class TrainSession:
             result = t.inference.run(net, x, y, loss=t.loss, runtime=rt)
             energy = _host_float(rt, result.energy) / batch
             grads = local_weight_grads(net, x, y, result.states, t.loss)
-        grads = tuple(g / batch for g in grads)
+        grads = tuple(g / batch for g in net.structure.flatten(grads))
         params, self.opt_state = self.optimizer.update(self.params, grads, self.opt_state)
         self.params = tuple(params)
         self.step_count += 1
@@ -238,9 +210,11 @@ class Trainer:
     def _runtime_of(self, net: Network) -> Runtime:
         if not isinstance(net, Network):
             raise InputError(f"net must be a pccore.Network, got {type(net).__name__}")
-        W = net.layers[0].W
-        rt = self.runtime if self.runtime is not None else runtime_for(W)
-        check_runtime(rt, "net", W)
+        params = net.flat_params()
+        if not params:
+            raise InputError("net has no parameters to train")
+        rt = self.runtime if self.runtime is not None else runtime_for(params[0])
+        check_runtime(rt, "net", params[0])
         return rt
 
     def session(self, net: Network) -> TrainSession:

@@ -26,6 +26,24 @@ def _selected() -> list[str]:
 BACKENDS = _selected()
 
 
+def _one_thread() -> None:
+    """Tests use small arrays: one BLAS/OpenMP thread is fastest, and on a shared machine
+    spinning threads made small torch ops up to ~70x slower."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover
+        pass
+    if "torch" in BACKENDS:
+        import torch
+
+        torch.set_num_threads(1)
+
+
+_one_thread()
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request) -> str:
     """Name of the backend under test."""

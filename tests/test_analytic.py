@@ -25,7 +25,7 @@ def _net(rt, widths, bias, seed=0):
     net = pccore.mlp(rt, widths, bias=bias, init="normal", gain=1.2, seed=seed)
     rng = np.random.default_rng(seed + 1)
     return net.with_params([p + rt.asarray(rng.standard_normal(p.shape)) if p.ndim == 1 else p
-                            for p in net.params()])
+                            for p in net.flat_params()])
 
 
 def _loss(precision):
@@ -66,7 +66,7 @@ def test_matches_independent_host_solution(rt64, widths, bias, precision):
     net = _net(rt64, widths, bias)
     xh, yh = host_batch(widths, batch=5, seed=3)
     eq = analytic.linear_equilibrium(net, rt64.asarray(xh), rt64.asarray(yh), _loss(precision))
-    states, energy = host_equilibrium([rt64.to_numpy(p) for p in net.params()], bias, xh, yh, precision)
+    states, energy = host_equilibrium([rt64.to_numpy(p) for p in net.flat_params()], bias, xh, yh, precision)
     assert len(eq.states) == len(eq.errors) == len(widths) - 2
     for got, want in zip(eq.states, states):
         np.testing.assert_allclose(rt64.to_numpy(got), want, rtol=1e-9, atol=1e-10)
@@ -113,7 +113,7 @@ def test_parts_of_the_equilibrium(rt64):
     xh, yh = host_batch(widths, batch=4, seed=2)
     x, y = rt64.asarray(xh), rt64.asarray(yh)
     eq = analytic.linear_equilibrium(net, x, y, pccore.MSE(precision=2.0))
-    W1, W2, W3 = (rt64.to_numpy(W) for W in net.params()[::2])
+    W1, W2, W3 = (rt64.to_numpy(W) for W in net.flat_params()[::2])
     S = np.eye(3) / 2.0 + W3 @ W3.T + (W3 @ W2) @ (W3 @ W2).T
     np.testing.assert_allclose(rt64.to_numpy(eq.S), S, rtol=1e-12)
     np.testing.assert_allclose(rt64.to_numpy(eq.residual), yh - rt64.to_numpy(net.forward(x)), rtol=1e-12)
@@ -140,7 +140,7 @@ def test_float32(rt32):
     xh, yh = host_batch(widths, batch=5, seed=3)
     eq = analytic.linear_equilibrium(net, rt32.asarray(xh), rt32.asarray(yh))
     assert str(eq.energy.dtype).endswith("float32")
-    params64 = [rt32.to_numpy(p).astype(np.float64) for p in net.params()]
+    params64 = [rt32.to_numpy(p).astype(np.float64) for p in net.flat_params()]
     states, energy = host_equilibrium(params64, True, xh, yh, 1.0)
     np.testing.assert_allclose(rt32.to_numpy(eq.energy), energy, rtol=1e-4, atol=1e-5)
     for got, want in zip(eq.states, states):

@@ -93,7 +93,7 @@ def test_arrays_from_two_frameworks(setup):
     rt, net, x, y, states = setup
     other = _other_backend(rt.backend)
     fx = other.asarray(rt.to_numpy(x))
-    with pytest.raises(InputError, match=rf"mixed in one call: x from {other.backend}; .*W1 from {rt.backend}"):
+    with pytest.raises(InputError, match=rf"mixed in one call: x from {other.backend}; .*net from {rt.backend}"):
         net.forward(fx)
     with pytest.raises(InputError, match=rf"two frameworks.*y from {other.backend}"):
         pccore.state_energy(net, x, other.asarray(rt.to_numpy(y)), states)
@@ -108,7 +108,7 @@ def test_numpy_x_with_torch_net():
     if "torch" not in pccore.available_backends():
         pytest.skip("needs the torch backend")
     net = pccore.mlp(pccore.runtime("torch"), WIDTHS)
-    with pytest.raises(InputError, match="x from numpy; W1 from torch"):
+    with pytest.raises(InputError, match="x from numpy; net from torch"):
         net.forward(np.zeros((2, 3), dtype=np.float32))
 
 
@@ -173,7 +173,7 @@ def test_bad_widths(backend, widths, match):
 
 def test_unknown_activation(backend):
     rt = pccore.runtime(backend)
-    msg = "unknown activation 'swish'; expected one of linear, relu, tanh, sigmoid, gelu"
+    msg = "unknown activation 'swish'; expected one of linear, relu, leaky_relu, tanh, hard_tanh, sigmoid, gelu"
     with pytest.raises(UnknownNameError, match=msg):
         pccore.mlp(rt, WIDTHS, activation="swish")
     with pytest.raises(UnknownNameError, match=msg):
@@ -207,10 +207,10 @@ def test_linear_equilibrium_rejects_nonlinear_net(backend):
     rt = pccore.runtime(backend, dtype="float64")
     net = pccore.mlp(rt, WIDTHS, activation="relu")
     x, y = batch_on(rt, WIDTHS)
-    with pytest.raises(InputError, match="closed form needs linear activations; layer 1 uses 'relu'"):
+    with pytest.raises(InputError, match=r"closed form needs affine blocks .*; block 0 is Sequential\(Linear\(out_features=4, bias=False\), ReLU\(\)\)"):
         analytic.linear_equilibrium(net, x, y)
     out = pccore.mlp(rt, WIDTHS, output_activation="sigmoid")
-    with pytest.raises(InputError, match="layer 3 uses 'sigmoid'"):
+    with pytest.raises(InputError, match=r"block 2 is Sequential\(Linear\(out_features=2, bias=False\), Sigmoid\(\)\)"):
         analytic.linear_equilibrium_energy(out, x, y)
 
 

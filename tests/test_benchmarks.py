@@ -23,7 +23,7 @@ def _tiny(backend, bias=False):
     if bias:
         rng = np.random.default_rng(2)
         net = net.with_params([p if p.ndim == 2 else p + rt.asarray(rng.standard_normal(p.shape))
-                               for p in net.params()])
+                               for p in net.flat_params()])
     rng = np.random.default_rng(3)
     x, y = rng.standard_normal((4, 7)), rng.standard_normal((4, 3))
     return rt, net, x, y
@@ -50,7 +50,7 @@ def test_naive_baselines_take_the_same_steps(backend, method):
     cls = pccore.ErrorOptimization if method == "EO" else pccore.StateOptimization
     res = cls(5, 0.1).run(net, rt.asarray(x), rt.asarray(y))
     want = res.errors if method == "EO" else res.states
-    W = [rt.to_numpy(p) for p in net.params()]
+    W = [rt.to_numpy(p) for p in net.flat_params()]
     runs = [naive.torch_naive(method, W, x, y, 0.1, 5, "cpu", weights_grad=wg) for wg in (False, True)] if backend == "torch" else [
         naive.jax_naive(method, W, x, y, 0.1, 5), naive.jax_jit_step(method, W, x, y, 0.1, 5)]
     for fn in runs:

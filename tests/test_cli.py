@@ -62,7 +62,7 @@ def test_train_smoke(backend, tmp_path):
     assert main(args) == 0
     net = pccore.load(out / "model.npz", pccore.runtime(backend, dtype="float64"))
     assert net.widths == [64, 8, 8, 10]
-    assert [l.activation.name for l in net.layers] == ["tanh", "tanh", "linear"]
+    assert [b.ops[1].name for b in net.blocks] == ["tanh", "tanh", "linear"]
     history = json.loads((out / "history.json").read_text())
     assert history["step"] == [1, 2, 3] and len(history["energy"]) == 3
     summary = json.loads((out / "summary.json").read_text())
@@ -77,7 +77,7 @@ def test_train_checkpoint_resume(tmp_path):
     full = ["train", "--method", "bp", "--depth", "2", "--width", "8", "--quiet", "--epochs", "2"]
     assert main([*full, "--out", str(tmp_path / "c")]) == 0
     b, c = pccore.load(tmp_path / "b" / "model.npz"), pccore.load(tmp_path / "c" / "model.npz")
-    for p, q in zip(b.params(), c.params()):
+    for p, q in zip(b.flat_params(), c.flat_params()):
         np.testing.assert_allclose(p, q, atol=1e-6)
 
 

@@ -34,7 +34,7 @@ def _build(rt, config, seed=11):
     if bias:  # the same non-zero biases everywhere, drawn on the host
         rng = np.random.default_rng(seed)
         net = net.with_params([p + rt.asarray(0.1 * rng.standard_normal(p.shape)) if p.ndim == 1 else p
-                               for p in net.params()])
+                               for p in net.flat_params()])
     xh, yh = host_batch(WIDTHS, batch=7, seed=seed, onehot=loss == "ce")
     rng = np.random.default_rng(seed + 1)
     hidden = [rng.standard_normal((7, w)) for w in WIDTHS[1:-1]]
@@ -46,14 +46,14 @@ def _quantities(rt, config):
     net, x, y, hidden, loss = _build(rt, config)
     h = rt.to_numpy
     return {
-        "params": [h(p) for p in net.params()],
+        "params": [h(p) for p in net.flat_params()],
         "forward": h(net.forward(x)),
         "ff_states": [h(s) for s in net.feedforward_states(x)],
         "state_energy": float(pccore.state_energy(net, x, y, hidden, loss)),
         "error_energy": float(pccore.error_energy(net, x, y, hidden, loss)),
         "state_grad": [h(g) for g in pccore.state_energy_grad(net, x, y, hidden, loss)],
         "error_grad": [h(g) for g in pccore.error_energy_grad(net, x, y, hidden, loss)],
-        "weight_grads": [h(g) for g in pccore.local_weight_grads(net, x, y, hidden, loss)],
+        "weight_grads": [h(g) for g in net.structure.flatten(pccore.local_weight_grads(net, x, y, hidden, loss))],
     }
 
 

@@ -35,7 +35,7 @@ def _setup(rt, config, seed=0):
                      init="xavier_uniform", gain=1.5, seed=seed)
     rng = np.random.default_rng(seed + 100)
     params = [rt.to_numpy(p) + (0.3 * rng.standard_normal(p.shape) if p.ndim == 1 else 0.0)
-              for p in net.params()]
+              for p in net.flat_params()]
     net = net.with_params([rt.asarray(p) for p in params])
     x, y = host_batch(WIDTHS, batch=BATCH, seed=seed, onehot=loss == "ce")
     hidden = [0.5 * rng.standard_normal((BATCH, w)) for w in WIDTHS[1:-1]]
@@ -97,8 +97,8 @@ def test_error_energy_grad_matches_finite_differences(rt64, config):
 def test_local_weight_grads_match_finite_differences(rt64, config):
     net, x, y, hidden, loss = _setup(rt64, config)
     states = [rt64.asarray(h) for h in hidden]
-    got = pccore.local_weight_grads(net, x, y, states, loss)
-    params = [rt64.to_numpy(p) for p in net.params()]
+    got = net.structure.flatten(pccore.local_weight_grads(net, x, y, states, loss))
+    params = [rt64.to_numpy(p) for p in net.flat_params()]
     assert len(got) == len(params) == (6 if config[2] else 3)
     _assert_grads(rt64, got, _fd_grad(_param_f(rt64, net, x, y, states, loss), params))
 
@@ -128,12 +128,13 @@ def test_gradients_match_autodiff(rt64, config):
             lambda hs: float(f([rt64.asarray(h) for h in hs])), [rt64.to_numpy(v) for v in vs])]
     ad_state = grad(lambda s: pccore.state_energy(net, x, y, list(s), loss))(values)
     ad_error = grad(lambda e: pccore.error_energy(net, x, y, list(e), loss))(values)
-    ad_param = grad(lambda p: pccore.state_energy(net.with_params(list(p)), x, y, values, loss))(list(net.params()))
+    ad_param = grad(lambda p: pccore.state_energy(net.with_params(list(p)), x, y, values, loss))(list(net.flat_params()))
     expected = lambda gs: [rt64.to_numpy(g) for g in gs]
     tol = (1e-6, 1e-7) if rt64.backend == "numpy" else (1e-9, 1e-11)
     _assert_grads(rt64, pccore.state_energy_grad(net, x, y, values, loss), expected(ad_state), *tol)
     _assert_grads(rt64, pccore.error_energy_grad(net, x, y, values, loss), expected(ad_error), *tol)
-    _assert_grads(rt64, pccore.local_weight_grads(net, x, y, values, loss), expected(ad_param), *tol)
+    _assert_grads(rt64, net.structure.flatten(pccore.local_weight_grads(net, x, y, values, loss)),
+                  expected(ad_param), *tol)
 
 
 # ------------------------------------------------------------ consistency
@@ -166,7 +167,7 @@ def test_zero_errors_are_the_feedforward_pass(rt64, config):
 def test_energy_value_by_hand(rt64):
     """state_energy = sum_k 1/2 ||s_k - f_k(s_{k-1})||^2 + 1/2 ||f_L(s_{L-1}) - y||^2, in NumPy."""
     net, x, y, hidden, loss = _setup(rt64, ("tanh", "linear", True, "mse"))
-    p = [rt64.to_numpy(q) for q in net.params()]
+    p = [rt64.to_numpy(q) for q in net.flat_params()]
     xh, yh = rt64.to_numpy(x), rt64.to_numpy(y)
     s1, s2 = hidden
     e1 = s1 - np.tanh(xh @ p[0].T + p[1])
@@ -185,4 +186,5 @@ def test_energies_in_float32(rt32):
     e = pccore.state_energy(net, x, y, states)
     assert str(e.dtype).endswith("float32")
     assert all(str(g.dtype).endswith("float32") for g in pccore.state_energy_grad(net, x, y, states))
-    assert all(str(g.dtype).endswith("float32") for g in pccore.local_weight_grads(net, x, y, states))
+    assert all(str(g.dtype).endswith("float32")
+               for g in net.structure.flatten(pccore.local_weight_grads(net, x, y, states)))

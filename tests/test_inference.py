@@ -23,7 +23,7 @@ def perturbed_net(rt, widths, eps=0.1, bias=False, activation="linear", seed=0):
     net = pccore.mlp(rt, widths, activation=activation, bias=bias, seed=seed)
     rng = np.random.default_rng(seed + 100)
     params = []
-    for p in net.params():
+    for p in net.flat_params():
         host = rt.to_numpy(p)
         params.append(rt.asarray(host + eps * rng.standard_normal(host.shape) / np.sqrt(host.shape[-1])))
     return net.with_params(params)
@@ -64,9 +64,11 @@ def _backprop_wrt_outputs(backend, rt, net, x, y):
 
         def loss(deltas):
             s = x
-            for layer, d in zip(net.layers, list(deltas) + [0.0]):
-                s = layer(rt.xp, s) + d
+            for (W, b), act, d in zip(net.params, ACTS, list(deltas) + [0.0]):
+                s = act(s @ W.T + b) + d
             return 0.5 * torch.sum((s - y) ** 2)
+
+        ACTS = [torch.tanh] * (net.depth - 1) + [lambda a: a]
 
         zeros = tuple(torch.zeros(x.shape[0], w, dtype=x.dtype) for w in net.widths[1:-1])
         return host(rt, torch.func.grad(loss)(zeros))
@@ -76,15 +78,17 @@ def _backprop_wrt_outputs(backend, rt, net, x, y):
 
         def loss(deltas):
             s = x
-            for layer, d in zip(net.layers, list(deltas) + [0.0]):
-                s = layer(jnp, s) + d
+            for (W, b), act, d in zip(net.params, ACTS, list(deltas) + [0.0]):
+                s = act(s @ W.T + b) + d
             return 0.5 * jnp.sum((s - y) ** 2)
+
+        ACTS = [jnp.tanh] * (net.depth - 1) + [lambda a: a]
 
         zeros = tuple(jnp.zeros((x.shape[0], w), dtype=x.dtype) for w in net.widths[1:-1])
         return host(rt, jax.grad(loss)(zeros))
     # hand-written chain rule for tanh hidden layers and a linear output layer
-    W = [rt.to_numpy(l.W) for l in net.layers]
-    b = [rt.to_numpy(l.b) for l in net.layers]
+    W = [rt.to_numpy(p[0]) for p in net.params]
+    b = [rt.to_numpy(p[1]) for p in net.params]
     s, pre = rt.to_numpy(x), []
     for k in range(len(W)):
         a = s @ W[k].T + b[k]

@@ -7,18 +7,26 @@ import pytest
 
 import pccore
 from pccore.errors import InputError
-from pccore.network import Dense, Network
+from pccore.nn import Linear, Sequential
 
 from conftest import batch_on
 
 
 def mixed_net(rt):
     rng = np.random.default_rng(0)
-    return Network([
-        Dense(rt.asarray(rng.standard_normal((5, 4))), rt.asarray(rng.standard_normal(5)), "tanh"),
-        Dense(rt.asarray(rng.standard_normal((6, 5))), None, "relu"),
-        Dense(rt.asarray(rng.standard_normal((3, 6))), rt.asarray(rng.standard_normal(3)), "linear"),
-    ])
+    blocks = [Sequential(Linear(5), "tanh"), Sequential(Linear(6, bias=False), "relu"),
+              Sequential(Linear(3), "linear")]
+    params = ((rng.standard_normal((5, 4)), rng.standard_normal(5)), (rng.standard_normal((6, 5)),),
+              (rng.standard_normal((3, 6)), rng.standard_normal(3)))
+    return pccore.network(rt, blocks, (4,), params=params)
+
+
+def _acts(net):
+    return [b.ops[1].name for b in net.blocks]
+
+
+def _biases(net):
+    return [b.ops[0].bias for b in net.blocks]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -29,9 +37,10 @@ def test_round_trip(backend, tmp_path, dtype):
     assert path == tmp_path / "net.npz"
     back = pccore.load(path, rt)
     assert back.widths == net.widths == [4, 5, 6, 3]
-    assert [l.activation.name for l in back.layers] == ["tanh", "relu", "linear"]
-    assert [l.b is not None for l in back.layers] == [True, False, True]
-    for p, q in zip(net.params(), back.params()):
+    assert _acts(back) == ["tanh", "relu", "linear"]
+    assert _biases(back) == [True, False, True]
+    assert back.structure == net.structure
+    for p, q in zip(net.flat_params(), back.flat_params()):
         assert pccore.checks.framework_of(q) == backend
         assert q.dtype == p.dtype
         np.testing.assert_array_equal(rt.to_numpy(p), rt.to_numpy(q))
@@ -45,7 +54,7 @@ def test_load_onto_another_backend(backend, tmp_path):
     pccore.save(net, tmp_path / "net.npz")
     rt = pccore.runtime(backend, dtype="float64")
     back = pccore.load(tmp_path / "net.npz", rt)
-    for p, q in zip(net.params(), back.params()):
+    for p, q in zip(net.flat_params(), back.flat_params()):
         np.testing.assert_array_equal(p, rt.to_numpy(q))
 
 
@@ -53,7 +62,7 @@ def test_load_without_runtime_uses_numpy_and_the_saved_dtype(tmp_path):
     rt = pccore.runtime("numpy", dtype="float32")
     pccore.save(mixed_net(rt), tmp_path / "net.npz")
     back = pccore.load(tmp_path / "net.npz")
-    assert isinstance(back.layers[0].W, np.ndarray) and back.layers[0].W.dtype == np.float32
+    assert isinstance(back.params[0][0], np.ndarray) and back.params[0][0].dtype == np.float32
 
 
 def test_file_holds_plain_arrays_only(tmp_path):
@@ -61,8 +70,11 @@ def test_file_holds_plain_arrays_only(tmp_path):
     with np.load(tmp_path / "net.npz", allow_pickle=False) as f:
         entries = {k: f[k] for k in f.files}  # raises if anything needed pickle
     assert all(a.dtype != object for a in entries.values())
-    assert list(entries["activations"]) == ["tanh", "relu", "linear"]
-    assert list(entries["bias"]) == [True, False, True]
+    import json
+
+    blocks = json.loads(str(entries["structure"]))["blocks"]
+    assert [b["ops"][1]["op"] for b in blocks] == ["Tanh", "ReLU", "Identity"]
+    assert [b["ops"][0]["bias"] for b in blocks] == [True, False, True]
 
 
 def test_failed_save_leaves_the_old_file_intact(tmp_path, monkeypatch):
@@ -76,13 +88,13 @@ def test_failed_save_leaves_the_old_file_intact(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(np, "savez", broken_savez)
-    new = old.with_params([p + 1 for p in old.params()])
+    new = old.with_params([p + 1 for p in old.flat_params()])
     with pytest.raises(OSError, match="disk full"):
         pccore.save(new, path)
     monkeypatch.undo()
     assert path.read_bytes() == original
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.npz"]  # temporary file removed
-    np.testing.assert_array_equal(pccore.load(path, rt).layers[0].W, old.layers[0].W)
+    np.testing.assert_array_equal(pccore.load(path, rt).params[0][0], old.params[0][0])
 
 
 def test_save_and_load_errors(tmp_path):

@@ -13,7 +13,7 @@ import pccore
 from pccore.host import draw_weights
 
 WIDTHS = [4, 6, 5, 3]
-ACTS = ["linear", "relu", "tanh", "sigmoid", "gelu"]
+ACTS = ["linear", "relu", "leaky_relu", "tanh", "hard_tanh", "sigmoid", "gelu"]
 INITS = ["orthogonal", "xavier_uniform", "kaiming_normal", "normal", "uniform"]
 
 
@@ -23,6 +23,10 @@ def _np_act(name, a):
         return a
     if name == "relu":
         return np.where(a > 0, a, 0.0)
+    if name == "leaky_relu":
+        return np.where(a > 0, a, 0.01 * a)
+    if name == "hard_tanh":
+        return np.minimum(np.maximum(a, -1.0), 1.0)
     if name == "tanh":
         return np.tanh(a)
     if name == "sigmoid":
@@ -32,38 +36,40 @@ def _np_act(name, a):
 
 
 def _host_params(rt, net):
-    return [rt.to_numpy(p) for p in net.params()]
+    return [rt.to_numpy(p) for p in net.flat_params()]
 
 
 # ------------------------------------------------------------ construction
 def test_mlp_shapes_and_params(rt64):
     net = pccore.mlp(rt64, WIDTHS, bias=True)
     assert net.widths == WIDTHS and net.depth == 3
-    assert [layer.shape for layer in net.layers] == [(6, 4), (5, 6), (3, 5)]
-    shapes = [tuple(p.shape) for p in net.params()]
+    assert [tuple(p[0].shape) for p in net.params] == [(6, 4), (5, 6), (3, 5)]
+    assert net.structure.shapes == ((6,), (5,), (3,)) and net.structure.input_shape == (4,)
+    shapes = [tuple(p.shape) for p in net.flat_params()]
     assert shapes == [(6, 4), (6,), (5, 6), (5,), (3, 5), (3,)]
-    for b in net.params()[1::2]:
+    for b in net.flat_params()[1::2]:
         np.testing.assert_array_equal(rt64.to_numpy(b), 0.0)
-    assert all(pccore.checks.framework_of(p) == rt64.backend for p in net.params())
-    assert all(str(p.dtype).endswith("float64") for p in net.params())
+    assert all(pccore.checks.framework_of(p) == rt64.backend for p in net.flat_params())
+    assert all(str(p.dtype).endswith("float64") for p in net.flat_params())
 
 
 def test_mlp_without_bias_has_weights_only(rt32):
     net = pccore.mlp(rt32, WIDTHS)
-    assert len(net.params()) == 3
-    assert all(layer.b is None for layer in net.layers)
-    assert all(str(p.dtype).endswith("float32") for p in net.params())
+    assert len(net.flat_params()) == 3
+    assert all(len(p) == 1 for p in net.params)
+    assert all(str(p.dtype).endswith("float32") for p in net.flat_params())
 
 
 def test_activations_hidden_and_output(rt64):
     net = pccore.mlp(rt64, WIDTHS, activation="tanh", output_activation="sigmoid")
-    assert [layer.activation.name for layer in net.layers] == ["tanh", "tanh", "sigmoid"]
+    assert [b.ops[1].name for b in net.blocks] == ["tanh", "tanh", "sigmoid"]
 
 
 def test_with_params_round_trip(rt64):
     net = pccore.mlp(rt64, WIDTHS, activation="relu", bias=True, seed=3)
-    doubled = net.with_params([2 * p for p in net.params()])
-    assert [l.activation.name for l in doubled.layers] == ["relu", "relu", "linear"]
+    doubled = net.with_params([2 * p for p in net.flat_params()])
+    assert [b.ops[1].name for b in doubled.blocks] == ["relu", "relu", "linear"]
+    assert doubled.structure == net.structure
     for p, q in zip(_host_params(rt64, net), _host_params(rt64, doubled)):
         np.testing.assert_allclose(q, 2 * p)
 
@@ -135,7 +141,7 @@ def test_forward_and_feedforward_states(rt64, activation, bias):
     if bias:  # non-zero biases so they matter
         rng = np.random.default_rng(1)
         net = net.with_params([p if p.ndim == 2 else p + rt64.asarray(rng.standard_normal(p.shape[0]))
-                               for p in net.params()])
+                               for p in net.flat_params()])
     xh, _ = host_batch(WIDTHS, batch=5, seed=2)
     x = rt64.asarray(xh)
     ref_states, ref_out = _np_forward(_host_params(rt64, net), [activation] * 2 + ["linear"], xh, bias)
@@ -154,15 +160,16 @@ def test_activation_values_and_derivatives(rt64, activation):
     act = pccore.get_activation(activation)
     a_host = np.linspace(-4.0, 4.0, 41) + 0.013  # avoid relu's kink at exactly 0
     a = rt64.asarray(a_host)
-    np.testing.assert_allclose(rt64.to_numpy(act(rt64.xp, a)), _np_act(activation, a_host), rtol=1e-12, atol=1e-14)
+    y = act.fn(rt64.xp, a)
+    np.testing.assert_allclose(rt64.to_numpy(y), _np_act(activation, a_host), rtol=1e-12, atol=1e-14)
     h = 1e-6
     fd = (_np_act(activation, a_host + h) - _np_act(activation, a_host - h)) / (2 * h)
-    np.testing.assert_allclose(rt64.to_numpy(act.deriv(rt64.xp, a)), fd, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(rt64.to_numpy(act.deriv(rt64.xp, a, y)), fd, rtol=1e-6, atol=1e-8)
 
 
 def test_sigmoid_is_stable_for_large_inputs(rt32):
     act = pccore.get_activation("sigmoid")
-    out = rt32.to_numpy(act(rt32.xp, rt32.asarray([-100.0, 0.0, 100.0])))
+    out = rt32.to_numpy(act.fn(rt32.xp, rt32.asarray([-100.0, 0.0, 100.0])))
     np.testing.assert_allclose(out, [0.0, 0.5, 1.0], atol=1e-7)
 
 
@@ -170,7 +177,7 @@ def test_depth_one_network_has_no_hidden_states(rt64):
     net = pccore.mlp(rt64, [4, 3], bias=True)
     x, _ = batch_on(rt64, [4, 3])
     assert net.feedforward_states(x) == []
-    np.testing.assert_allclose(rt64.to_numpy(net.forward(x)), rt64.to_numpy(x) @ rt64.to_numpy(net.params()[0]).T,
+    np.testing.assert_allclose(rt64.to_numpy(net.forward(x)), rt64.to_numpy(x) @ rt64.to_numpy(net.flat_params()[0]).T,
                                rtol=1e-12, atol=1e-12)
 
 

@@ -29,7 +29,7 @@ def setup(backend, widths=WIDTHS, plugins=(), bias=True, batch=5):
     rng = np.random.default_rng(7)
     net = net.with_params([
         rt.asarray(rt.to_numpy(p) + 0.1 * rng.standard_normal(p.shape) / np.sqrt(p.shape[-1]))
-        for p in net.params()
+        for p in net.flat_params()
     ])
     x, y = (rt.asarray(a) for a in host_batch(widths, batch=batch, seed=3))
     return rt, net, x, y
@@ -194,12 +194,12 @@ def test_gradient_alignment_at_equilibrium_is_one(backend):
     rt, net, x, y = setup(backend)
     batch = x.shape[0]
     eq = pccore.analytic.linear_equilibrium(net, x, y)
-    reference = [g / batch for g in pccore.local_weight_grads(net, x, y, eq.states)]
+    reference = [g / batch for g in net.structure.flatten(pccore.local_weight_grads(net, x, y, eq.states))]
     host_ref = [rt.to_numpy(g) for g in reference]
     tracker = rt.register(GradientAlignment(net, x, y, reference, every=10))
     history = rt.register(History(every=10))
     pccore.ErrorOptimization(iters=300, lr=0.1).run(net, x, y, runtime=rt)
-    assert set(tracker.cosine) == set(range(len(net.params()))) == {0, 1, 2, 3, 4, 5, 6, 7}
+    assert set(tracker.cosine) == set(range(len(net.flat_params()))) == {0, 1, 2, 3, 4, 5, 6, 7}
     for k in tracker.cosine:
         assert tracker.cosine[k].shape == tracker.norms[k].shape == (31,)
         assert tracker.cosine[k][-1] == pytest.approx(1.0, abs=1e-10)
@@ -209,7 +209,7 @@ def test_gradient_alignment_at_equilibrium_is_one(backend):
     # backend arithmetic agrees with the host helper applied to History's states
     for i in (1, 5):
         states = [rt.asarray(history.states[i][k]) for k in range(3)]
-        grads = pccore.local_weight_grads(net, x, y, states)
+        grads = net.structure.flatten(pccore.local_weight_grads(net, x, y, states))
         for k in (0, 3, 6):
             g = rt.to_numpy(grads[k]) / batch
             assert tracker.cosine[k][i] == pytest.approx(cosine_similarity(g, host_ref[k]), abs=1e-10)
@@ -220,7 +220,7 @@ def test_gradient_alignment_first_eo_step_aligns_with_backprop(backend):
     """After one tiny EO step the PC weight gradients point along backprop's (seed 000)."""
     rt, net, x, y = setup(backend, bias=False)
     batch, lr = x.shape[0], 1e-4
-    W = [rt.to_numpy(l.W) for l in net.layers]
+    W = [rt.to_numpy(p[0]) for p in net.params]
     s, inputs = rt.to_numpy(x), []
     for w in W:
         inputs.append(s)
@@ -239,9 +239,9 @@ def test_gradient_alignment_first_eo_step_aligns_with_backprop(backend):
 
 def test_gradient_alignment_reference_is_checked(backend):
     rt, net, x, y = setup(backend)
-    with pytest.raises(pccore.InputError, match="one gradient per entry of net.params"):
+    with pytest.raises(pccore.InputError, match="one gradient per entry of net.flat_params"):
         GradientAlignment(net, x, y, [np.zeros((8, 6))])
-    bad = [np.zeros(p.shape) for p in net.params()]
+    bad = [np.zeros(p.shape) for p in net.flat_params()]
     bad[2] = np.zeros((3, 3))
     with pytest.raises(pccore.InputError, match=r"reference\[2\] must have shape \(8, 8\)"):
         GradientAlignment(net, x, y, bad)

@@ -9,7 +9,7 @@ import pytest
 import pccore
 from pccore import hookimpl
 from pccore.errors import InputError
-from pccore.network import Dense, Network
+from pccore.nn import Linear, Sequential
 
 from conftest import batch_on, host_batch
 
@@ -20,12 +20,12 @@ def mixed_net(rt, seed=0):
     """tanh (bias), relu (no bias), linear (bias): every branch of the backward sweep."""
     rng = np.random.default_rng(seed)
     acts, biases = ["tanh", "relu", "linear"], [True, False, True]
-    layers = []
+    blocks, params = [], []
     for (i, o), act, has_b in zip(zip(WIDTHS[:-1], WIDTHS[1:]), acts, biases):
-        W = rt.asarray(rng.standard_normal((o, i)) / np.sqrt(i))
-        b = rt.asarray(rng.standard_normal(o) * 0.1) if has_b else None
-        layers.append(Dense(W, b, act))
-    return Network(layers)
+        W = rng.standard_normal((o, i)) / np.sqrt(i)
+        params.append((W, rng.standard_normal(o) * 0.1) if has_b else (W,))
+        blocks.append(Sequential(Linear(o, bias=has_b), act))
+    return pccore.network(rt, blocks, (WIDTHS[0],), params=params)
 
 
 def host_loss(params, x, y, loss):
@@ -44,8 +44,8 @@ def host_loss(params, x, y, loss):
 def test_backprop_grads_match_finite_differences(rt64, loss):
     net = mixed_net(rt64)
     x, y = batch_on(rt64, WIDTHS, onehot=True)
-    grads = [rt64.to_numpy(g) for g in pccore.backprop_grads(net, x, y, loss)]
-    params = [rt64.to_numpy(p) for p in net.params()]
+    grads = [rt64.to_numpy(g) for g in net.structure.flatten(pccore.backprop_grads(net, x, y, loss))]
+    params = [rt64.to_numpy(p) for p in net.flat_params()]
     hx, hy = rt64.to_numpy(x), rt64.to_numpy(y)
     assert [g.shape for g in grads] == [p.shape for p in params]
     eps = 1e-6
@@ -88,14 +88,14 @@ def _autodiff_grads(backend, params, x, y, loss):
 def test_backprop_grads_match_autodiff(rt64, backend, loss):
     net = mixed_net(rt64, seed=3)
     x, y = batch_on(rt64, WIDTHS, seed=3, onehot=True)
-    ours = [rt64.to_numpy(g) for g in pccore.backprop_grads(net, x, y, loss)]
+    ours = [rt64.to_numpy(g) for g in net.structure.flatten(pccore.backprop_grads(net, x, y, loss))]
     if backend == "numpy":
         torch = pytest.importorskip("torch")
         to = lambda a: torch.as_tensor(np.asarray(a))  # noqa: E731
-        ref = _autodiff_grads("torch", [to(p) for p in net.params()], to(x), to(y), loss)
+        ref = _autodiff_grads("torch", [to(p) for p in net.flat_params()], to(x), to(y), loss)
         ref = [r.numpy() for r in ref]
     else:
-        ref = [rt64.to_numpy(r) for r in _autodiff_grads(backend, net.params(), x, y, loss)]
+        ref = [rt64.to_numpy(r) for r in _autodiff_grads(backend, net.flat_params(), x, y, loss)]
     for a, b in zip(ours, ref):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
@@ -140,11 +140,11 @@ def test_pc_training_with_eo_reduces_test_loss_on_digits(backend, digits):
 def test_fit_leaves_the_callers_network_untouched(backend):
     rt = pccore.runtime(backend, dtype="float64")
     net = pccore.mlp(rt, [6, 8, 3], activation="tanh", bias=True, seed=0)
-    before = [rt.to_numpy(p) for p in net.params()]
+    before = [rt.to_numpy(p) for p in net.flat_params()]
     trained, _ = pccore.Trainer("eo", progress=False, lr=1e-2).fit(net, teacher_data(), epochs=1)
-    for p, q in zip(before, net.params()):
+    for p, q in zip(before, net.flat_params()):
         np.testing.assert_array_equal(p, rt.to_numpy(q))
-    assert any(not np.allclose(p, rt.to_numpy(q)) for p, q in zip(before, trained.params()))
+    assert any(not np.allclose(p, rt.to_numpy(q)) for p, q in zip(before, trained.flat_params()))
 
 
 @pytest.mark.parametrize("method", ["eo", "so", "bp"])
@@ -158,7 +158,7 @@ def test_training_gives_the_same_weights_on_every_backend(backend, method):
             pccore.ErrorOptimization(10, 0.1) if method == "eo" else pccore.StateOptimization(10, 0.2))
         trained, hist = pccore.Trainer(method, inference=inference, lr=1e-2, batch_size=16,
                                        progress=False).fit(net, data, epochs=1)
-        results[name] = ([rt.to_numpy(p) for p in trained.params()], hist.loss)
+        results[name] = ([rt.to_numpy(p) for p in trained.flat_params()], hist.loss)
     for a, b in zip(results["numpy"][0], results[backend][0]):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(results["numpy"][1], results[backend][1], rtol=1e-9)
@@ -198,7 +198,7 @@ def test_hooks_and_history(backend):
 def test_evaluate_counts_argmax_agreement(backend):
     rt = pccore.runtime(backend, dtype="float64")
     W = np.eye(3)
-    net = Network([Dense(rt.asarray(W), None, "linear")])
+    net = pccore.network(rt, [Linear(3, bias=False)], (3,), params=[(W,)])
     x = np.array([[1, 0, 0], [0, 2, 0], [0, 0, 3], [5, 0, 0]], dtype=np.float32)
     y = np.eye(3, dtype=np.float32)[[0, 1, 2, 1]]
     data = pccore.Dataset("toy", x, y, x, y)
@@ -210,7 +210,7 @@ def test_evaluate_counts_argmax_agreement(backend):
 
 # ------------------------------------------------------------- checkpoints
 def _params(rt, net):
-    return [rt.to_numpy(p) for p in net.params()]
+    return [rt.to_numpy(p) for p in net.flat_params()]
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "momentum"])
@@ -254,7 +254,7 @@ def test_resume_without_a_checkpoint_file_starts_fresh(tmp_path):
     trainer = pccore.Trainer("bp", batch_size=16, progress=False)
     a, _ = trainer.fit(net, teacher_data(), checkpoint=tmp_path / "new.npz", resume=True)
     b, _ = trainer.fit(net, teacher_data())
-    for p, q in zip(a.params(), b.params()):
+    for p, q in zip(a.flat_params(), b.flat_params()):
         np.testing.assert_array_equal(p, q)
     assert (tmp_path / "new.npz").is_file()
 
@@ -267,7 +267,7 @@ def test_resume_with_another_setup_is_refused(tmp_path):
         pccore.Trainer("bp", lr=1e-2, batch_size=16, progress=False).fit(
             net, teacher_data(), epochs=2, checkpoint=tmp_path, resume=True)
     other = pccore.mlp(rt, [6, 4, 3], seed=0)
-    with pytest.raises(InputError, match="another architecture"):
+    with pytest.raises(InputError, match="another structure"):
         pccore.Trainer("bp", batch_size=16, progress=False).fit(
             other, teacher_data(), epochs=2, checkpoint=tmp_path, resume=True)
 

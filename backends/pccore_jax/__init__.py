@@ -16,6 +16,7 @@ import numpy as np
 from pccore.hookspecs import hookimpl
 
 from .loop import compiled_loop
+from .ops import OPS
 from .optim import make_optimizer
 
 
@@ -85,6 +86,10 @@ class JaxBackend:
         if fn not in _JITTED:
             _JITTED[fn] = jax.jit(fn)
         return _JITTED[fn]
+
+    @hookimpl
+    def pccore_ops(self):
+        return OPS
 
     @hookimpl
     def pccore_synchronize(self):

@@ -8,6 +8,7 @@ from array_api_compat import numpy as xp
 from pccore.hookspecs import hookimpl
 from pccore.loops import python_loop
 
+from .ops import OPS
 from .optim import make_optimizer
 
 
@@ -51,6 +52,10 @@ class NumpyBackend:
     @hookimpl
     def pccore_run_loop(self, body, carry, n, args, until):
         return python_loop(body, carry, n, args, until)
+
+    @hookimpl
+    def pccore_ops(self):
+        return OPS
 
 
 backend = NumpyBackend()

@@ -15,6 +15,7 @@ from array_api_compat import torch as xp
 from pccore.hookspecs import hookimpl
 from pccore.loops import python_loop
 
+from .ops import OPS
 from .optim import make_optimizer
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -69,6 +70,10 @@ class TorchBackend:
     @hookimpl
     def pccore_run_loop(self, body, carry, n, args, until):
         return _no_grad_loop(body, carry, n, args, until)
+
+    @hookimpl
+    def pccore_ops(self):
+        return OPS
 
     @hookimpl
     def pccore_synchronize(self):

@@ -1,5 +1,5 @@
-"""Shared helpers of the dataset plugins: the data folder, one-hot targets, scalar
-normalisation and the error raised when the files are missing."""
+"""Shared helpers of the dataset plugins: the data folder, one-hot targets, scalar and
+per-channel normalisation and the error raised when the files are missing."""
 
 from __future__ import annotations
 
@@ -27,14 +27,23 @@ def resolve_root(root: str | os.PathLike | None) -> Path:
     return Path(root).expanduser()
 
 
-def not_found(name: str, root: Path, folder: str, files: str) -> DataNotFound:
-    """Error for dataset ``name`` missing under ``root`` (expected ``<root>/<folder>/raw/<files>``)."""
+def not_found(name: str, root: Path, folder: str, files: str, raw: bool = True) -> DataNotFound:
+    """Error for dataset ``name`` missing under ``root``: expected ``<root>/<folder>/raw/<files>``
+    (torchvision's MNIST family), or ``<root>/<folder>/<files>`` with ``raw=False`` (CIFAR)."""
+    sub = "raw/" if raw else ""
     return DataNotFound(
-        f"dataset {name!r} not found: expected <root>/{folder}/raw/{files} with "
+        f"dataset {name!r} not found: expected <root>/{folder}/{sub}{files} with "
         f"root = {str(root.resolve())!r}. Pass --data-dir DIR / set ${ENV_DIR} (or root=...) "
         f"to the folder that holds {folder}/, or fetch it once with --download "
         f"(download=True) on a machine with internet access"
     )
+
+
+def check_flag(name: str, value) -> bool:
+    """``value`` must be True or False (not 0/1 or a string)."""
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be True or False, got {value!r}")
+    return value
 
 
 def one_hot(labels: np.ndarray, num_classes: int, name: str) -> np.ndarray:
@@ -60,9 +69,25 @@ def pixel_stats(images: np.ndarray, scale: float) -> tuple[float, float]:
     return mean, var ** 0.5
 
 
-def standardise(images: np.ndarray, scale: float, mean: float, std: float) -> np.ndarray:
-    """(n, ...) integer images -> (n, d) float32 ``(images / scale - mean) / std``."""
-    x = np.asarray(images).reshape(images.shape[0], -1).astype(np.float32)
-    x *= np.float32(1.0 / (scale * std))
-    x -= np.float32(mean / std)
-    return x
+def channel_stats(images: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Exact per-channel mean/std (float64, shape (channels,)) of (n, channels, ...) integer
+    ``images`` / ``scale``, one histogram per channel."""
+    stats = [pixel_stats(images[:, c], scale) for c in range(images.shape[1])]
+    return np.array([m for m, _ in stats]), np.array([s for _, s in stats])
+
+
+def standardise(images: np.ndarray, scale: float, mean, std, flatten: bool = True) -> np.ndarray:
+    """(n, channels, ...) integer images -> float32 ``(images / scale - mean) / std``.
+
+    ``mean``/``std`` are scalars, or sequences with one value per channel (axis 1). The
+    result keeps the image shape, or with ``flatten`` is that same array reshaped to (n, d).
+    """
+    images = np.asarray(images)
+    mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+    if mean.ndim:  # per channel: broadcast along axis 1
+        bshape = (1, -1) + (1,) * (images.ndim - 2)
+        mean, std = mean.reshape(bshape), std.reshape(bshape)
+    x = images.astype(np.float32)
+    x *= (1.0 / (scale * std)).astype(np.float32)
+    x -= (mean / std).astype(np.float32)
+    return x.reshape(x.shape[0], -1) if flatten else x

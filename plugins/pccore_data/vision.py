@@ -11,7 +11,7 @@ import numpy as np
 from pccore import Dataset
 from pccore.errors import InputError, MissingDependency
 
-from ._common import not_found, one_hot, pixel_stats, resolve_root, standardise
+from ._common import check_flag, not_found, one_hot, pixel_stats, resolve_root, standardise
 
 PIXEL_MAX = 255.0
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # the usual MNIST constants (as in the seeds)
@@ -31,65 +31,104 @@ def _datasets(name: str):
     return datasets
 
 
-def _open(name: str, make: Callable[..., Any], root, download: bool, folder: str, files: str):
-    """(train, test) torchvision datasets, or DataNotFound saying where we looked."""
-    if not isinstance(download, bool):
-        raise InputError(f"download must be True or False, got {download!r}")
+Split = tuple[np.ndarray, np.ndarray]
+
+
+def _load(name: str, make: Callable[..., Any], root, download: bool, folder: str, files: str) -> tuple[Split, Split]:
+    """((x_train, y_train), (x_test, y_test)): (n, 28, 28) uint8 images and (n,) labels read
+    by torchvision; DataNotFound saying where we looked, or InputError naming the folder when
+    the files are there but damaged or truncated."""
+    check_flag("download", download)
     path = resolve_root(root)
     if not download and not (path / folder / "raw").is_dir():
         raise not_found(name, path, folder, files)
     try:
-        return make(str(path), train=True, download=download), make(str(path), train=False, download=download)
+        train = make(str(path), train=True, download=download)
+        test = make(str(path), train=False, download=download)
     except RuntimeError as err:
         if "not found" in str(err).lower():
             raise not_found(name, path, folder, files) from err
-        raise
+        if "download" in str(err).lower():  # a failed download, not a damaged file
+            raise
+        raise _damaged(name, path, folder, files, err) from err
+    except (AssertionError, ValueError, TypeError, KeyError, IndexError, EOFError) as err:
+        # torchvision's IDX reader asserts on bad headers and sizes; view()/frombuffer raise
+        raise _damaged(name, path, folder, files, err) from err
+    out = []
+    for ds in (train, test):
+        x, y = ds.data.numpy(), ds.targets.numpy()
+        if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0]:  # e.g. a truncated label file,
+            err = ValueError(f"images {tuple(x.shape)} and labels {tuple(y.shape)} do not match")
+            raise _damaged(name, path, folder, files, err)  # which torchvision reads silently
+        out.append((x, y))
+    return out[0], out[1]
 
 
-def _arrays(ds) -> tuple[np.ndarray, np.ndarray]:
-    return ds.data.numpy(), ds.targets.numpy()
-
-
-def mnist(root: str | os.PathLike | None = None, download: bool = False) -> Dataset:
-    """MNIST: x (n, 784) float32 ``(pixel/255 - 0.1307) / 0.3081``, y (n, 10) one-hot."""
-    tv = _datasets("mnist")
-    train, test = _open("mnist", tv.MNIST, root, download, "MNIST", "{train,t10k}-{images-idx3,labels-idx1}-ubyte")
-    (x_tr, y_tr), (x_te, y_te) = _arrays(train), _arrays(test)
-    return Dataset(
-        "mnist",
-        standardise(x_tr, PIXEL_MAX, MNIST_MEAN, MNIST_STD), one_hot(y_tr, 10, "mnist"),
-        standardise(x_te, PIXEL_MAX, MNIST_MEAN, MNIST_STD), one_hot(y_te, 10, "mnist"),
+def _damaged(name: str, path, folder: str, files: str, err: BaseException) -> InputError:
+    reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    return InputError(
+        f"dataset {name!r}: the files in {str((path / folder / 'raw').resolve())!r} are damaged or "
+        f"truncated (could not read {files} as IDX files: {reason}); delete them and fetch them "
+        f"again (download=True / --download)"
     )
 
 
-def _standardised(name: str, train, test, num_classes: int, offset: int = 0, transpose: bool = False) -> Dataset:
+def _images(x: np.ndarray) -> np.ndarray:
+    """(n, h, w) -> (n, 1, h, w), a view."""
+    return x.reshape(x.shape[0], 1, *x.shape[1:])
+
+
+def mnist(root: str | os.PathLike | None = None, download: bool = False, flatten: bool = True) -> Dataset:
+    """MNIST: x (n, 784) float32 ``(pixel/255 - 0.1307) / 0.3081`` (``flatten=False``:
+    images (n, 1, 28, 28) with the same values), y (n, 10) one-hot."""
+    check_flag("flatten", flatten)
+    tv = _datasets("mnist")
+    where = ("MNIST", "{train,t10k}-{images-idx3,labels-idx1}-ubyte")
+    (x_tr, y_tr), (x_te, y_te) = _load("mnist", tv.MNIST, root, download, *where)
+    return Dataset(
+        "mnist",
+        standardise(_images(x_tr), PIXEL_MAX, MNIST_MEAN, MNIST_STD, flatten), one_hot(y_tr, 10, "mnist"),
+        standardise(_images(x_te), PIXEL_MAX, MNIST_MEAN, MNIST_STD, flatten), one_hot(y_te, 10, "mnist"),
+    )
+
+
+def _standardised(
+    name: str, splits: tuple[Split, Split], num_classes: int, offset: int = 0,
+    transpose: bool = False, flatten: bool = True,
+) -> Dataset:
     """Scalar mean/std of the training pixels (exact, from a histogram), applied to both splits."""
-    (x_tr, y_tr), (x_te, y_te) = _arrays(train), _arrays(test)
+    (x_tr, y_tr), (x_te, y_te) = splits
     if transpose:  # EMNIST images are stored transposed; make them upright
         x_tr, x_te = x_tr.transpose(0, 2, 1), x_te.transpose(0, 2, 1)
     mean, std = pixel_stats(x_tr, PIXEL_MAX)
     return Dataset(
         name,
-        standardise(x_tr, PIXEL_MAX, mean, std), one_hot(y_tr - offset, num_classes, name),
-        standardise(x_te, PIXEL_MAX, mean, std), one_hot(y_te - offset, num_classes, name),
+        standardise(_images(x_tr), PIXEL_MAX, mean, std, flatten), one_hot(y_tr - offset, num_classes, name),
+        standardise(_images(x_te), PIXEL_MAX, mean, std, flatten), one_hot(y_te - offset, num_classes, name),
     )
 
 
-def fashion_mnist(root: str | os.PathLike | None = None, download: bool = False) -> Dataset:
+def fashion_mnist(
+    root: str | os.PathLike | None = None, download: bool = False, flatten: bool = True
+) -> Dataset:
     """Fashion-MNIST: x (n, 784) standardised with the training set's scalar mean/std
-    (about 0.2860 / 0.3530), y (n, 10) one-hot."""
+    (about 0.2860 / 0.3530) (``flatten=False``: images (n, 1, 28, 28)), y (n, 10) one-hot."""
+    check_flag("flatten", flatten)
     tv = _datasets("fashion_mnist")
-    train, test = _open(
-        "fashion_mnist", tv.FashionMNIST, root, download, "FashionMNIST",
-        "{train,t10k}-{images-idx3,labels-idx1}-ubyte",
-    )
-    return _standardised("fashion_mnist", train, test, 10)
+    where = ("FashionMNIST", "{train,t10k}-{images-idx3,labels-idx1}-ubyte")
+    splits = _load("fashion_mnist", tv.FashionMNIST, root, download, *where)
+    return _standardised("fashion_mnist", splits, 10, flatten=flatten)
 
 
-def emnist(root: str | os.PathLike | None = None, split: str = "digits", download: bool = False) -> Dataset:
+def emnist(
+    root: str | os.PathLike | None = None, split: str = "digits", download: bool = False,
+    flatten: bool = True,
+) -> Dataset:
     """EMNIST ``split`` (byclass 62, bymerge/balanced 47, letters 26, digits/mnist 10 classes):
-    x (n, 784) upright images standardised with the training set's scalar mean/std,
-    y (n, classes) one-hot ("letters" labels 1..26 become classes 0..25)."""
+    x (n, 784) upright images standardised with the training set's scalar mean/std
+    (``flatten=False``: (n, 1, 28, 28)), y (n, classes) one-hot ("letters" labels 1..26
+    become classes 0..25)."""
+    check_flag("flatten", flatten)
     if split not in EMNIST_SPLITS:
         raise InputError(f"split must be one of {', '.join(EMNIST_SPLITS)}, got {split!r}")
     tv = _datasets("emnist")
@@ -97,9 +136,7 @@ def emnist(root: str | os.PathLike | None = None, split: str = "digits", downloa
     def make(path, train, download):
         return tv.EMNIST(path, split=split, train=train, download=download)
 
-    train, test = _open(
-        "emnist", make, root, download, "EMNIST",
-        f"emnist-{split}-{{train,test}}-{{images-idx3,labels-idx1}}-ubyte",
-    )
+    where = ("EMNIST", f"emnist-{split}-{{train,test}}-{{images-idx3,labels-idx1}}-ubyte")
+    splits = _load("emnist", make, root, download, *where)
     classes, offset = EMNIST_SPLITS[split]
-    return _standardised(f"emnist-{split}", train, test, classes, offset, transpose=True)
+    return _standardised(f"emnist-{split}", splits, classes, offset, transpose=True, flatten=flatten)

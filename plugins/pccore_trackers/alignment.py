@@ -10,7 +10,7 @@ import numpy as np
 
 import pccore
 from pccore.errors import InputError
-from pccore.network import Network, check_input
+from pccore.nn.network import Network, check_input
 from pccore.runtime import check_runtime
 
 from ._base import Tracker, check_layers, dtype_name, resolve_layers
@@ -31,9 +31,10 @@ class GradientAlignment(Tracker):
     """Cosine similarity and norm of the layer-local weight gradients at the current states.
 
     At each recorded step: g = ``pccore.local_weight_grads(net, x, y, step.states, loss)``
-    divided by the batch size; for each chosen entry k of ``net.params()`` (W1, b1, W2, ...;
-    ``layers`` indexes that tuple, None = all) records cos(g[k], reference[k]) and ||g[k]||.
-    ``reference``: one array per entry of ``net.params()`` (host or backend), e.g. the
+    divided by the batch size; for each chosen entry k of ``net.flat_params()`` (W1, b1, W2,
+    ...; ``layers`` indexes that tuple, None = all) records cos(g[k], reference[k]) and
+    ||g[k]||. ``reference``: one array per entry of ``net.flat_params()`` (host or backend;
+    per-block tuples as ``pccore.backprop_grads`` returns are flattened), e.g. the
     backprop gradients. The cosine is 0 where a gradient is zero (e.g. hidden layers at
     the feed-forward states). After a run: ``cosine`` and ``norms`` (layer -> (steps,)),
     ``iterations`` (steps,). Computed on the backend; copied to the host once per run.
@@ -49,16 +50,20 @@ class GradientAlignment(Tracker):
         every: int = 1,
         loss: Any = "mse",
     ):
-        params = net.params()
+        if not isinstance(net, Network):
+            raise InputError(f"net must be a pccore.Network, got {type(net).__name__}")
+        params = net.flat_params()
+        if isinstance(reference, (list, tuple)) and reference and all(isinstance(r, tuple) for r in reference):
+            reference = net.structure.flatten(reference)
         if not isinstance(reference, (list, tuple)) or len(reference) != len(params):
             raise InputError(
-                f"reference must be a list with one gradient per entry of net.params() ({len(params)}), "
+                f"reference must be a list with one gradient per entry of net.flat_params() ({len(params)}), "
                 f"got {type(reference).__name__} of length {len(reference) if hasattr(reference, '__len__') else '?'}"
             )
         for k, (r, p) in enumerate(zip(reference, params)):
             if tuple(getattr(r, "shape", ())) != tuple(p.shape):
                 raise InputError(
-                    f"reference[{k}] must have shape {tuple(p.shape)} like net.params()[{k}], "
+                    f"reference[{k}] must have shape {tuple(p.shape)} like net.flat_params()[{k}], "
                     f"got {tuple(getattr(r, 'shape', ()))}"
                 )
         check_input(net, x, y)
@@ -80,7 +85,8 @@ class GradientAlignment(Tracker):
 
     def _record(self, iteration, point) -> None:
         xp = self._runtime.xp
-        grads = pccore.local_weight_grads(self.net, self.x, self.y, point.states, self.loss)
+        grads = self.net.structure.flatten(
+            pccore.local_weight_grads(self.net, self.x, self.y, point.states, self.loss))
         batch, tiny = self.x.shape[0], xp.finfo(self.x.dtype).tiny
         cos, norms = [], []
         for k, r, rn in zip(self.layers, self._ref, self._ref_norm):

@@ -13,10 +13,15 @@ from ._base import Tracker, check_layers, dtype_name, resolve_layers
 from .metrics import quartiles, steps_to_threshold
 
 
+def _rows(xp: Any, a: Any) -> Any:
+    """(batch, ...) -> (batch, size): one row per sample (images flattened)."""
+    return a if a.ndim == 2 else xp.reshape(a, (a.shape[0], -1))
+
+
 class DistanceToOptimum(Tracker):
     """||s_t - s*|| per sample (or ||s_t - s*|| / ||s*|| with ``relative``) for chosen layers.
 
-    ``optimum``: one (batch, d_k) array per hidden layer, host or backend, e.g.
+    ``optimum``: one (batch, ...) array per hidden layer (images count as flat vectors), host or backend, e.g.
     ``pccore.analytic.linear_equilibrium(net, x, y).states``. Distances are computed on the
     backend and copied to the host once, at the end of the run. After a run:
     ``distances`` (layer -> (steps, batch)), ``iterations`` (steps,), ``quartiles(layer)``,
@@ -35,8 +40,8 @@ class DistanceToOptimum(Tracker):
                 f"optimum must be a non-empty list of per-layer (batch, d) arrays, got {type(optimum).__name__}"
             )
         for k, o in enumerate(optimum):
-            if len(getattr(o, "shape", ())) != 2:
-                raise InputError(f"optimum[{k}] must be a (batch, d) array, got {type(o).__name__}")
+            if len(getattr(o, "shape", ())) < 2:
+                raise InputError(f"optimum[{k}] must be a (batch, ...) array, got {type(o).__name__}")
         self.optimum = list(optimum)
         self.layers = resolve_layers("layers", check_layers("layers", layers), len(self.optimum))
         self.relative = bool(relative)
@@ -60,7 +65,7 @@ class DistanceToOptimum(Tracker):
                 raise InputError(
                     f"optimum[{k}] has shape {tuple(o.shape)} but state {k} has shape {tuple(states[k].shape)}"
                 )
-            target.append(o)
+            target.append(_rows(xp, o))
         widths = [o.shape[1] for o in target]
         self._sum = rt.asarray(np.repeat(np.eye(len(widths)), widths, axis=0), dtype=dtype)
         self._target = xp.concat(target, axis=1)
@@ -71,7 +76,7 @@ class DistanceToOptimum(Tracker):
         xp, states = self._runtime.xp, point.states
         if self._target is None:
             self._prepare(states)
-        diff = xp.concat([states[k] for k in self.layers], axis=1) - self._target
+        diff = xp.concat([_rows(xp, states[k]) for k in self.layers], axis=1) - self._target
         rows = xp.sqrt((diff * diff) @ self._sum)  # (batch, layers): a few ops for any depth
         self._pending.append(rows / self._scale if self.relative else rows)
 

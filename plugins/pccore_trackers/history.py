@@ -14,7 +14,7 @@ class History(Tracker):
 
     ``layers`` selects hidden layers (0-based, negative from the end; None = all).
     After a run: ``iterations`` (list[int]); ``states`` / ``errors`` (one dict per recorded
-    step, layer -> (batch, d_layer) array); ``energies`` (list[float], batch sums).
+    step, layer -> (batch, *shape) array); ``energies`` (list[float], batch sums).
     One History records one run: each ``pccore_inference_start`` clears it.
     Copies are taken only at recorded steps; other steps cost nothing.
     """
@@ -33,10 +33,11 @@ class History(Tracker):
         states, errors = point.states, point.errors
         chosen = resolve_layers("layers", self.layers, len(states))
         parts = [states[k] for k in chosen] + [errors[k] for k in chosen]
+        rows = [xp.reshape(p, (p.shape[0], -1)) for p in parts]
         # one device->host transfer per recorded step, split on the host
-        block = rt.to_numpy(xp.concat(parts, axis=1))
-        cuts = np.cumsum([p.shape[1] for p in parts])[:-1]
-        pieces = np.split(block, cuts, axis=1)
+        block = rt.to_numpy(xp.concat(rows, axis=1))
+        cuts = np.cumsum([r.shape[1] for r in rows])[:-1]
+        pieces = [piece.reshape(tuple(p.shape)) for piece, p in zip(np.split(block, cuts, axis=1), parts)]
         n = len(chosen)
         self.states.append(dict(zip(chosen, pieces[:n])))
         self.errors.append(dict(zip(chosen, pieces[n:])))

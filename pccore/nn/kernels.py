@@ -1,0 +1,43 @@
+"""Kernels: the Array API namespace plus the backend ops the standard lacks (convolution,
+pooling, autodiff of foreign functions), as one hashable value handed to every op."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from ..errors import PCCoreError
+
+
+class MissingOp(PCCoreError, NotImplementedError):
+    """The backend does not supply an op that a block needs."""
+
+
+@attrs.frozen
+class Kernels:
+    """``xp`` (Array API namespace) and ``ops`` (what ``pccore_ops()`` returned) of one
+    backend. Equal for every runtime of a backend, so compiled functions share caches."""
+
+    backend: str
+    xp: Any = attrs.field(repr=False)
+    ops: Any = attrs.field(repr=False)
+
+    def has(self, name: str) -> bool:
+        """True when the backend supplies op ``name``."""
+        return callable(getattr(self.ops, name, None))
+
+    def require(self, name: str, needed_by: str) -> None:
+        """Raise :class:`MissingOp` unless op ``name`` exists (checked when a network is built)."""
+        if not self.has(name):
+            raise MissingOp(
+                f"{needed_by} needs the backend op {name!r}, which the {self.backend!r} backend "
+                "does not supply (see pccore_ops in pccore/hookspecs.py)"
+                + ("; use the torch or jax backend, which have autodiff" if name in ("vjp", "jvp") else "")
+            )
+
+    def __getattr__(self, name: str) -> Any:
+        fn = getattr(self.ops, name, None) if name != "ops" else None
+        if fn is None:
+            raise MissingOp(f"the {self.backend!r} backend does not supply the op {name!r}")
+        return fn
