@@ -74,7 +74,7 @@ from .data import Dataset, batches, datasets, load_dataset  # noqa: E402
 __all__ += ["Dataset", "batches", "datasets", "load_dataset"]
 
 from .backprop import backprop_grads  # noqa: E402
-from .training import Trainer, TrainHistory, TrainSession  # noqa: E402
+from .train import Trainer, TrainHistory, TrainSession  # noqa: E402
 from .io import load, save  # noqa: E402
 
 __all__ += ["Trainer", "TrainHistory", "TrainSession", "backprop_grads", "load", "save"]

@@ -286,7 +286,7 @@ def cmd_energy(args) -> int:
 
 def _inference(args) -> Any:
     from .inference import ErrorOptimization, StateOptimization
-    from .training import DEFAULT_INFERENCE
+    from .train import DEFAULT_INFERENCE
 
     if args.method == "bp":
         if args.iters is not None or args.inference_lr is not None:
@@ -327,7 +327,7 @@ def _model(args, rt, data) -> tuple[Any, dict]:
 
 def cmd_train(args) -> int:
     from .io import save
-    from .training import Trainer
+    from .train import Trainer
 
     out, log = _out(args), _log(args)
     rt = _runtime(args, plugins=[_tracker(name) for name in args.tracker])

@@ -69,20 +69,34 @@ def state_sweep(k, structure: Structure, params, loss, f0x, y, states, backward=
     return grads, eps, yhat
 
 
-def local_sweep(k, structure: Structure, params, loss, x, y, states):
+def _param_grads(k, structure: Structure, params, res, eps) -> tuple:
+    """grads_l = -(d f_l/d theta_l)^T eps_l for every block, from its forward residuals."""
+    return tuple(
+        tuple(-g for g in block.vjp(k, p, r, e, False, True)[1])
+        for block, p, r, e in zip(structure.blocks, params, res, eps))
+
+
+def local_sweep(k, structure: Structure, params, loss, first, y, states):
     """Block-local weight gradients at fixed states: (per-block grads, eps, yhat), summed
-    over the batch; grads_l = -(d f_l/d theta_l)^T eps_l."""
-    inputs = [x] + list(states)
-    outs, res = [], []
-    for block, p, h in zip(structure.blocks, params, inputs):
+    over the batch. ``first`` = block 0's (output, residuals) on x, from ``forward``."""
+    outs, res = [first[0]], [first[1]]
+    for block, p, h in zip(structure.blocks[1:], params[1:], states):
         o, r = block.forward(k, p, h)
         outs.append(o)
         res.append(r)
     eps = [s - o for s, o in zip(states, outs)] + [-loss.grad(k.xp, outs[-1], y)]
-    grads = tuple(
-        tuple(-g for g in block.vjp(k, p, r, e, False, True)[1])
-        for block, p, r, e in zip(structure.blocks, params, res, eps))
-    return grads, eps, outs[-1]
+    return _param_grads(k, structure, params, res, eps), eps, outs[-1]
+
+
+def local_sweep_errors(k, structure: Structure, params, loss, first, y, errors):
+    """``local_sweep`` at the states s_l = f_l(s_{l-1}) + e_l of errors e, in one forward
+    pass (the prediction errors there are the e_l themselves)."""
+    s, res = first[0], [first[1]]
+    for block, p, e in zip(structure.blocks[1:], params[1:], errors):
+        s, r = block.forward(k, p, s + e)
+        res.append(r)
+    eps = list(errors) + [-loss.grad(k.xp, s, y)]
+    return _param_grads(k, structure, params, res, eps), eps, s
 
 
 def energy_from(xp: Any, loss: Any, errors: Sequence[Any], yhat: Any, y: Any) -> Any:
@@ -156,7 +170,8 @@ def local_weight_grads(net: Network, x: Any, y: Any, states: Sequence[Any], loss
     batch size for a weight step).
     """
     check_hidden(net, x, y, states, "states")
-    return local_sweep(net.kernels, net.structure, net.params, get_loss(loss), x, y, list(states))[0]
+    first = net.blocks[0].forward(net.kernels, net.params[0], x)
+    return local_sweep(net.kernels, net.structure, net.params, get_loss(loss), first, y, list(states))[0]
 
 
 def states_from_errors(net: Network, x: Any, errors: Sequence[Any]) -> list:

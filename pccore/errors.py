@@ -43,3 +43,11 @@ class InferenceDiverged(PCCoreError, FloatingPointError):
             f"{method} diverged: the {what} became non-finite at iteration {iteration} "
             f"with lr={lr:g}; lower lr or use a different optimizer"
         )
+
+
+class TrainingDiverged(PCCoreError, FloatingPointError):
+    """Training produced inf/NaN; names the step, what diverged and its learning rate."""
+
+    def __init__(self, step: int, method: str, what: str, lr: float, hint: str):
+        self.step, self.method, self.lr = step, method, lr
+        super().__init__(f"{method} training diverged at step {step}: {what} (lr={lr:g}); {hint}")

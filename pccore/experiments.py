@@ -31,10 +31,15 @@ from .backprop import backprop_grads
 from .nn.models import mlp
 from .nn.network import Network
 from .runtime import Runtime
-from .training import Trainer, _host_float as _f
+from .train import Trainer
 
 COMPARE_PLOTS = ("convergence", "gradient_alignment", "gradient_norms")
 ENERGY_PLOTS = ("energy",)
+
+
+def _f(rt: Runtime, value: Any) -> float:
+    """A 0-d device array as a host float."""
+    return float(rt.to_numpy(value))
 
 
 def _quiet(message: str) -> None:
@@ -308,7 +313,7 @@ def energy(
     while session.step_count < steps:
         for x, y in trainer.batches(data, rt, epoch):
             c["theory"].append(_f(rt, linear_equilibrium_energy(session.net, x, y)))
-            loss, numerical = session.step(x, y)
+            loss, numerical = (_f(rt, v) for v in session.step(x, y))
             c["steps"].append(session.step_count)
             c["numerical"].append(numerical)
             c["loss"].append(loss)

@@ -63,6 +63,15 @@ def pccore_run_loop(body, carry, n, args, until):
 
 
 @hookspec(firstresult=True)
+def pccore_compile_step(fn):
+    """Return the training step ``fn(carry, batch) -> (carry, out)`` compiled as one
+    backend function. ``fn`` is hashable (its structure static); ``carry`` (parameters,
+    optimizer state) may be updated in place or donated: callers use only the returned
+    carry. JAX: ``jax.jit`` with the carry donated; torch: under ``no_grad``, captured as a
+    CUDA graph on CUDA devices; NumPy: ``fn`` itself."""
+
+
+@hookspec(firstresult=True)
 def pccore_compile(fn):
     """Return ``fn`` compiled for this backend (``jax.jit`` on JAX; ``fn`` itself on eager
     backends). ``fn`` is a module-level function of arrays and tuples of arrays."""

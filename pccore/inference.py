@@ -131,6 +131,55 @@ class _ApplyProbe:
         return _Probe(self.step)((values, opt_state, norm), args)
 
 
+def start_point(method: str, k: Kernels, structure: Structure, params: tuple, f0x: Any) -> tuple:
+    """Where inference starts: EO at zero errors (made from the shapes, no forward pass), SO
+    at the feed-forward states. Both are the feed-forward point."""
+    if method == "EO":
+        xp, device = k.xp, compat.device(f0x)
+        return tuple(xp.zeros((f0x.shape[0], *shape), dtype=f0x.dtype, device=device)
+                     for shape in structure.shapes[:-1])
+    if structure.depth == 1:
+        return ()
+    states = [k.xp.asarray(f0x, copy=True)]  # its own buffer: eager optimizers update in place
+    for block, p in zip(structure.blocks[1:-1], params[1:-1]):
+        states.append(block(k, p, states[-1]))
+    return tuple(states)
+
+
+@attrs.frozen
+class Start:
+    """The start point as a loop carry: (values, optimiser state, inf as the last rms)."""
+
+    step: Step
+
+    def __call__(self, params: tuple, x: Any) -> tuple:
+        step = self.step
+        f0x = step.structure.blocks[0](step.kernels, params[0], x)
+        values = start_point(step.method, step.kernels, step.structure, params, f0x)
+        inf = step.kernels.xp.full((), math.inf, dtype=x.dtype, device=compat.device(x))
+        return values, step.opt.init(values), inf
+
+
+@attrs.frozen
+class Solve:
+    """Up to ``n`` updates from a carry, then the end point's sweep, as one function:
+    (carry, updates taken, other variables, energy, gradient rms or None). Hashable, so a
+    backend compiles it whole (a fused ``run`` on JAX is this one jitted call); observed
+    runs call it with ``n = 0`` at the point they reached, so both report the same numbers.
+    """
+
+    step: Step
+    until: Any  # Converged or None
+
+    def __call__(self, params: tuple, x: Any, y: Any, carry: tuple, n: Any) -> tuple:
+        step = self.step
+        args = (params, step.structure.blocks[0](step.kernels, params[0], x), y)
+        carry, m = step.kernels.run_loop(step, carry, n, args, self.until)
+        grads, energy, other = step.grads_energy(args, tuple(carry[0]), backward=step.track_norm)
+        rms = _rms(step.kernels.xp, grads) if step.track_norm else None
+        return carry, m, tuple(other), energy, rms
+
+
 @attrs.frozen
 class Converged:
     """Loop stop test: the last gradient's RMS is <= tol (or is NaN)."""
@@ -154,7 +203,13 @@ def _observer_period(rt: Runtime) -> int:
     return max(period, 1)
 
 
+def _compiled(rt: Runtime, fn: Any) -> Any:
+    """``fn`` compiled by the backend (jit on JAX), or ``fn`` itself on eager backends."""
+    return rt.pm.hook.pccore_compile(fn=fn) or fn
+
+
 def _rms(xp: Any, grads: list) -> Any:
+    """Root mean square over every entry of ``grads`` (a non-empty list of arrays)."""
     total = sum(xp.sum(g * g) for g in grads)
     count = sum(math.prod(g.shape) for g in grads)
     return xp.sqrt(total / count)
@@ -178,31 +233,40 @@ class _Optimization:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(iters={self.iters}, lr={self.lr:g}, optimizer={self.optimizer!r}, tol={self.tol})"
 
-    # the two methods differ only in where they start (and in Step.method)
     def initial(self, xp: Any, net: Network, x: Any) -> tuple:
-        raise NotImplementedError
+        """The start point for batch x (see :func:`start_point`)."""
+        return start_point(self.method, net.kernels, net.structure, net.params, first_output(net, x))
+
+    def step_for(self, rt: Runtime, net: Network, loss: Any) -> Step:
+        """The hashable :class:`Step` of this method for ``net`` on ``rt``."""
+        opt = rt.optimizer(self.optimizer, lr=self.lr, **self.hyper)
+        return Step(self.method, net.structure, net.kernels, get_loss(loss), opt, self.tol is not None)
+
+    @property
+    def until(self) -> Converged | None:
+        return None if self.tol is None else Converged(float(self.tol))
 
     def run(self, net: Network, x: Any, y: Any, loss: Any = "mse", runtime: Runtime | None = None) -> InferenceResult:
-        """Minimise the energy for batch x (batch, d_0), y (batch, d_L) on ``runtime``
-        (default: the runtime of x's framework, device and dtype)."""
+        """Minimise the energy for batch x (batch, *input_shape), y (batch, *output_shape) on
+        ``runtime`` (default: the runtime of x's framework, device and dtype). Without step
+        observers the whole run is one backend function (one jitted call on JAX)."""
         xp = check_input(net, x, y)
-        loss = get_loss(loss)
         rt = runtime if runtime is not None else runtime_for(x)
         check_runtime(rt, "x", x)
-        opt = rt.optimizer(self.optimizer, lr=self.lr, **self.hyper)
-        step = Step(self.method, net.structure, net.kernels, loss, opt, self.tol is not None)
-        args = (net.params, first_output(net, x), y)
-        values = self.initial(xp, net, x)
-        inf = xp.asarray(math.inf, dtype=x.dtype, device=compat.device(x))
-        carry = (values, opt.init(values), inf)
+        step = self.step_for(rt, net, loss)
         rt.pm.hook.pccore_inference_start(info=InferenceStart(
             self.method, self.lr, self.optimizer, self.iters, self.tol, x.shape[0], rt))
-        if rt.observes("pccore_inference_step"):
-            carry, n = self._observed(rt, step, carry, args, net, x)
+        if net.depth == 1:  # no hidden state: nothing to infer
+            yhat = net.forward(x)
+            result = InferenceResult(self.method, [], [], step.loss.value(xp, yhat, y), 0, self.tol is not None)
         else:
-            until = None if self.tol is None else Converged(float(self.tol))
-            carry, n = rt.run_loop(step, carry, self.iters, args, until)
-        result = self._finish(rt, step, carry, args, net, x, y, n)
+            carry = _compiled(rt, Start(step))(net.params, x)
+            n = 0
+            if rt.observes("pccore_inference_step"):
+                args = (net.params, first_output(net, x), y)
+                carry, n = self._observed(rt, step, carry, args, net, x)
+            out = _compiled(rt, Solve(step, self.until))(net.params, x, y, carry, self.iters - n)
+            result = self._result(rt, step, net, x, y, out, n + int(out[1]))
         rt.pm.hook.pccore_inference_end(result=result)
         return result
 
@@ -210,7 +274,7 @@ class _Optimization:
         """Loop that reports points to the observers: every point, or every ``p``-th one
         (and the last) when every step observer declares ``pccore_every`` (gcd = p); the
         steps in between run fused. Results are those of the fused loop either way."""
-        until = None if self.tol is None else Converged(float(self.tol))
+        until = self.until
         period = _observer_period(rt)
         values, _, norm = carry  # placeholders keep the carry's structure fixed
         first = _Probe(step) if period == 1 else _Measure(step)
@@ -219,9 +283,7 @@ class _Optimization:
         while True:
             if not math.isfinite(float(full[4])):
                 if period > 1:  # the first bad point may lie inside the last chunk
-                    fresh = self.initial(rt.xp, net, x)
-                    start = (fresh, step.opt.init(fresh), norm)
-                    i = self._first_nonfinite(rt, step, start, args, net, x, i)
+                    i = self._first_nonfinite(rt, step, args, net, x, i)
                 raise InferenceDiverged(self.method, self.lr, i)
             rt.pm.hook.pccore_inference_step(step=InferenceStep(
                 self.method, i, full[4], rt, values=full[0], convert=lambda _, o=full[5]: list(o)))
@@ -235,25 +297,25 @@ class _Optimization:
             i += n
             full, _ = rt.run_loop(_Measure(step), chunk + full[3:], 1, args, None)
 
-    def _first_nonfinite(self, rt, step, carry0, args, net, x, n):
-        carry = carry0
+    def _first_nonfinite(self, rt, step, args, net, x, n):
+        """Replay from the start, one step at a time: the first point with a non-finite energy."""
+        carry = _compiled(rt, Start(step))(net.params, x)
         for i in range(n + 1):
             if not bool(rt.xp.isfinite(step.grads_energy(args, carry[0], backward=False)[1])):
                 return i
             carry, _ = rt.run_loop(step, carry, 1, args, None)
         return n
 
-    def _finish(self, rt, step, carry, args, net, x, y, n):
-        """One sweep at the end point gives the energy, the other variables and (with tol)
-        the gradient for the converged flag."""
-        xp, values = rt.xp, tuple(carry[0])
-        grads, energy, other = step.grads_energy(args, values, backward=self.tol is not None)
+    def _result(self, rt, step, net, x, y, out, n):
+        """The InferenceResult from :class:`Solve`'s output, after checking the energy is
+        finite (else the run is replayed step by step to name the first non-finite iteration)."""
+        xp = rt.xp
+        values, other, energy, rms = out[0][0], out[2], out[3], out[4]
         if not bool(xp.isfinite(energy)):
-            fresh = self.initial(xp, net, x)
-            start = (fresh, step.opt.init(fresh), carry[2])
-            raise InferenceDiverged(self.method, self.lr, self._first_nonfinite(rt, step, start, args, net, x, n))
+            args = (net.params, first_output(net, x), y)
+            raise InferenceDiverged(self.method, self.lr, self._first_nonfinite(rt, step, args, net, x, n))
         # the stop test fired (n < iters), or the end point meets tol
-        converged = self.tol is not None and (n < self.iters or bool(_rms(xp, grads) <= self.tol))
+        converged = self.tol is not None and (n < self.iters or bool(rms <= self.tol))
         values, other = list(values), list(other)
         states, errors = (values, other) if self.method == "SO" else (other, values)
         return InferenceResult(self.method, states, errors, energy, int(n), converged)
@@ -264,17 +326,9 @@ class StateOptimization(_Optimization):
 
     method = "SO"
 
-    def initial(self, xp, net, x):
-        return tuple(net.feedforward_states(x))
-
 
 class ErrorOptimization(_Optimization):
     """EO: gradient descent on the prediction errors, starting from zero errors
     (the feed-forward pass); converges far faster than SO in deep networks."""
 
     method = "EO"
-
-    def initial(self, xp, net, x):
-        device = compat.device(x)
-        return tuple(xp.zeros((x.shape[0], *shape), dtype=x.dtype, device=device)
-                     for shape in net.structure.shapes[:-1])

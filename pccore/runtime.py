@@ -33,7 +33,8 @@ class Runtime:
         if self._kernels is None:
             from .nn.kernels import Kernels
 
-            object.__setattr__(self, "_kernels", Kernels(self.backend, self.xp, self.pm.hook.pccore_ops()))
+            kernels = Kernels(self.backend, self.xp, self.pm.hook.pccore_ops(), self.pm.get_plugin("backend"))
+            object.__setattr__(self, "_kernels", kernels)
         return self._kernels
 
     # ------------------------------------------------------------ host transfer

@@ -20,7 +20,8 @@ from .ops import OPS
 from .optim import make_optimizer
 
 
-_JITTED: dict = {}  # module-level function -> its jax.jit wrapper (one trace cache each)
+_JITTED: dict = {}  # hashable function -> its jax.jit wrapper (one trace cache each)
+_STEPS: dict = {}  # hashable training step -> its jax.jit wrapper, the carry donated
 
 
 def _name(d) -> str:
@@ -90,6 +91,12 @@ class JaxBackend:
     @hookimpl
     def pccore_ops(self):
         return OPS
+
+    @hookimpl
+    def pccore_compile_step(self, fn):
+        if fn not in _STEPS:
+            _STEPS[fn] = jax.jit(fn, donate_argnums=0)
+        return _STEPS[fn]
 
     @hookimpl
     def pccore_synchronize(self):

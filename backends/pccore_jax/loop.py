@@ -2,6 +2,8 @@
 
 ``body`` and ``until`` are static (hashable) arguments and ``n`` is traced, so one
 compilation per (body, shapes, dtypes) serves every call and every iteration count.
+Called while an outer function is being traced (a compiled run or training step), the
+loop is emitted inline and the iteration count stays traced.
 The carry is not donated: XLA already updates it in place across iterations, and a run
 is one call, so donation would save one copy per run while invalidating arrays that
 callers (observers) may still hold.
@@ -15,8 +17,7 @@ import jax
 from jax import lax
 
 
-@functools.partial(jax.jit, static_argnames=("body", "until"))
-def _run(carry, n, args, body, until):
+def _loop(carry, n, args, body, until):
     if until is None:
         return lax.fori_loop(0, n, lambda i, c: body(c, args), carry), n
 
@@ -32,17 +33,28 @@ def _run(carry, n, args, body, until):
     return carry, i
 
 
+_run = jax.jit(_loop, static_argnames=("body", "until"))
+
+
 @functools.partial(jax.jit, static_argnames=("body",))
 def _once(carry, args, body):
     return body(carry, args)
 
 
+def tracing(*trees) -> bool:
+    """True when any leaf of ``trees`` is a tracer (we are inside jit/grad/vmap)."""
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(trees))
+
+
 def compiled_loop(body, carry, n, args, until):
-    """Run the loop compiled; returns ``(carry, iterations)`` with iterations an int.
+    """Run the loop compiled; returns ``(carry, iterations)`` with iterations an int
+    (a traced int inside an outer trace).
 
     A single unconditional step (what observed runs do, one per point) is one jitted call
     of ``body``: no while loop and no host sync for the iteration count.
     """
+    if tracing(carry, args, n):
+        return _loop(carry, n, args, body, until)
     if until is None and isinstance(n, int) and n == 1:
         return _once(carry, args, body=body), 1
     carry, iters = _run(carry, n, args, body=body, until=until)

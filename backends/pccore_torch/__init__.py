@@ -17,8 +17,9 @@ from pccore.loops import python_loop
 
 from .ops import OPS
 from .optim import make_optimizer
+from .step import CompiledStep
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int32": torch.int32, "int64": torch.int64}
 
 
 def _no_grad_loop(body, carry, n, args, until):
@@ -74,6 +75,10 @@ class TorchBackend:
     @hookimpl
     def pccore_ops(self):
         return OPS
+
+    @hookimpl
+    def pccore_compile_step(self, fn):
+        return CompiledStep(fn)
 
     @hookimpl
     def pccore_synchronize(self):

@@ -1,5 +1,6 @@
-"""Kernels: the Array API namespace plus the backend ops the standard lacks (convolution,
-pooling, autodiff of foreign functions), as one hashable value handed to every op."""
+"""Kernels: the Array API namespace plus what the standard lacks (convolution, pooling,
+autodiff of foreign functions, the backend's loop), as one hashable value handed to every
+op and to compiled steps."""
 
 from __future__ import annotations
 
@@ -16,12 +17,18 @@ class MissingOp(PCCoreError, NotImplementedError):
 
 @attrs.frozen
 class Kernels:
-    """``xp`` (Array API namespace) and ``ops`` (what ``pccore_ops()`` returned) of one
-    backend. Equal for every runtime of a backend, so compiled functions share caches."""
+    """``xp`` (Array API namespace), ``ops`` (what ``pccore_ops()`` returned) and ``impl``
+    (the backend plugin object) of one backend. Equal for every runtime of a backend, so
+    compiled functions share caches."""
 
     backend: str
     xp: Any = attrs.field(repr=False)
     ops: Any = attrs.field(repr=False)
+    impl: Any = attrs.field(default=None, repr=False)
+
+    def run_loop(self, body: Any, carry: Any, n: int, args: Any, until: Any = None) -> tuple:
+        """The backend's loop (``pccore_run_loop``); usable inside compiled steps."""
+        return self.impl.pccore_run_loop(body=body, carry=carry, n=n, args=args, until=until)
 
     def has(self, name: str) -> bool:
         """True when the backend supplies op ``name``."""
@@ -37,7 +44,7 @@ class Kernels:
             )
 
     def __getattr__(self, name: str) -> Any:
-        fn = getattr(self.ops, name, None) if name != "ops" else None
+        fn = getattr(self.ops, name, None) if name not in ("ops", "impl") else None
         if fn is None:
             raise MissingOp(f"the {self.backend!r} backend does not supply the op {name!r}")
         return fn

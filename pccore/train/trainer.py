@@ -1,29 +1,31 @@
-"""Training: PC (EO/SO inference, then a local weight update) and a closed-form backprop
-baseline, with seeded shuffling, evaluation, hooks, progress and resumable checkpoints.
-
-Array API only: the weight optimizer comes from the runtime's backend.
+"""Trainer: PC (EO/SO inference, then a local weight update) and a closed-form backprop
+baseline, with seeded shuffling, compiled steps and evaluation, hooks, progress and
+resumable checkpoints. Array API only: optimizers and compilation come from the backend.
 """
 
 from __future__ import annotations
 
+import math
 import os
-import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import attrs
 
-from .checks import check_positive_float, check_positive_int
-from .data import Dataset, batches
-from .errors import InputError
-from .events import EpochEnd, TrainStep
-from .inference import ErrorOptimization, StateOptimization, _Optimization
-from .backprop import backprop_grads
-from .losses import get_loss
-from .nn.network import Network
-from .energy import local_weight_grads
-from .runtime import Runtime, check_runtime, runtime_for
+from .. import host
+from ..checks import check_positive_float, check_positive_int
+from ..data import Dataset, batches
+from ..errors import InputError, TrainingDiverged
+from ..events import EpochEnd, TrainStep
+from ..inference import ErrorOptimization, StateOptimization, _Optimization
+from ..losses import get_loss
+from ..nn.network import Network
+from ..runtime import Runtime, check_runtime, runtime_for
+from .checkpoint import load_checkpoint, save_checkpoint
+from .history import TrainHistory
+from .progress import Progress
+from .session import TrainSession
+from .step import EvalStep
 
 METHODS = ("eo", "so", "bp")
 
@@ -35,115 +37,6 @@ DEFAULT_INFERENCE = {
 }
 
 
-# ------------------------------------------------------------------ history
-@attrs.define
-class TrainHistory:
-    """What ``Trainer.fit`` recorded (host floats).
-
-    Per step: ``step``, ``loss`` (batch-mean output loss of the feed-forward prediction
-    before the update), ``energy`` (PC: final inference energy / batch; None for bp).
-    Per evaluation: ``eval_step``, ``eval_loss``, ``eval_accuracy``. Per epoch: ``epochs``
-    (dicts with epoch, step, train_loss, test_loss, test_accuracy).
-    """
-
-    step: list = attrs.Factory(list)
-    loss: list = attrs.Factory(list)
-    energy: list = attrs.Factory(list)
-    eval_step: list = attrs.Factory(list)
-    eval_loss: list = attrs.Factory(list)
-    eval_accuracy: list = attrs.Factory(list)
-    epochs: list = attrs.Factory(list)
-
-    def as_dict(self) -> dict:
-        """Plain dict of lists (JSON-ready)."""
-        return attrs.asdict(self)
-
-    def record_eval(self, step: int, metrics: dict) -> None:
-        if self.eval_step and self.eval_step[-1] == step:
-            return
-        self.eval_step.append(step)
-        self.eval_loss.append(metrics["loss"])
-        self.eval_accuracy.append(metrics["accuracy"])
-
-
-# ----------------------------------------------------------------- progress
-class _Progress:
-    """One status line on stderr (rewritten in place on a terminal, else every ~2 s)."""
-
-    def __init__(self, enabled: bool, label: str):
-        self.enabled, self.label = enabled, label
-        self.tty = enabled and sys.stderr.isatty()
-        self._last, self._text, self._shown = 0.0, None, None
-
-    def update(self, text: str) -> None:
-        if not self.enabled:
-            return
-        self._text = text
-        now = time.monotonic()
-        if now - self._last >= (0.2 if self.tty else 2.0):
-            self._last = now
-            self._show()
-
-    def _show(self) -> None:
-        line = f"{self.label} {self._text}"
-        print(f"\r{line}\033[K" if self.tty else line, end="" if self.tty else "\n",
-              file=sys.stderr, flush=True)
-        self._shown = self._text
-
-    def close(self) -> None:
-        """Show the last state (if not shown yet) and end the line."""
-        if self.enabled and self._text is not None and self._text != self._shown:
-            self._show()
-        if self.tty and self._shown is not None:
-            print(file=sys.stderr, flush=True)
-
-
-# ------------------------------------------------------------------ session
-def _host_float(rt: Runtime, value: Any) -> float:
-    return float(rt.to_numpy(value))
-
-
-class TrainSession:
-    """Weights being trained (an owned copy of the network's parameters) plus the weight
-    optimizer's state; ``step(x, y)`` makes one update. Built by :meth:`Trainer.session`."""
-
-    def __init__(self, trainer: "Trainer", net: Network, rt: Runtime):
-        self.trainer, self.runtime, self._template = trainer, rt, net
-        # the numpy optimizer updates in place: never touch the caller's arrays
-        self.params = tuple(rt.asarray(rt.to_numpy(p)) for p in net.flat_params())
-        self.optimizer = rt.optimizer(trainer.optimizer, lr=trainer.lr, **trainer.hyper)
-        self.opt_state = self.optimizer.init(self.params)
-        self.step_count = 0
-
-    @property
-    def net(self) -> Network:
-        """The network at the current weights."""
-        return self._template.with_params(self._template.structure.unflatten(self.params))
-
-    def step(self, x: Any, y: Any) -> tuple[float, float | None]:
-        """One weight update on batch x (batch, *input_shape), y (batch, *output_shape).
-
-        Returns (loss, energy): batch-mean output loss of the feed-forward prediction before
-        the update, and the final inference energy / batch (None for bp).
-        """
-        t, rt, net = self.trainer, self.runtime, self.net
-        xp, batch = rt.xp, x.shape[0]
-        loss = _host_float(rt, t.loss.value(xp, net.forward(x), y)) / batch
-        energy = None
-        if t.method == "bp":
-            grads = backprop_grads(net, x, y, t.loss)
-        else:
-            result = t.inference.run(net, x, y, loss=t.loss, runtime=rt)
-            energy = _host_float(rt, result.energy) / batch
-            grads = local_weight_grads(net, x, y, result.states, t.loss)
-        grads = tuple(g / batch for g in net.structure.flatten(grads))
-        params, self.opt_state = self.optimizer.update(self.params, grads, self.opt_state)
-        self.params = tuple(params)
-        self.step_count += 1
-        return loss, energy
-
-
-# ------------------------------------------------------------------ trainer
 def _default_inference(method: str) -> _Optimization | None:
     if method == "bp":
         return None
@@ -173,6 +66,11 @@ class Trainer:
     states divided by the batch size, through the backend optimizer ``optimizer``
     (``lr`` and ``optimizer_hyper``, e.g. b1=0.9). "bp" uses :func:`backprop_grads` / batch.
     Batches are shuffled with ``seed + epoch``.
+
+    Each step is one compiled backend function (``compile=True``; jit on JAX, no_grad and
+    CUDA graphs on torch) unless inference observers need every point; losses and energies
+    stay on the device and reach the host (history, hooks, progress, divergence checks)
+    every ``log_every`` steps and at epoch ends.
     """
 
     def __init__(
@@ -186,6 +84,8 @@ class Trainer:
         seed: int = 0,
         runtime: Runtime | None = None,
         progress: bool = True,
+        compile: bool = True,
+        log_every: int = 50,
         **optimizer_hyper: Any,
     ):
         if method not in METHODS:
@@ -201,6 +101,10 @@ class Trainer:
         self.loss = get_loss(loss)
         self.seed = check_positive_int("seed", seed, minimum=0)
         self.runtime, self.progress = runtime, bool(progress)
+        if not isinstance(compile, bool):
+            raise InputError(f"compile must be True or False, got {compile!r}")
+        self.compile = compile
+        self.log_every = check_positive_int("log_every", log_every)
 
     def __repr__(self) -> str:
         return (f"Trainer(method={self.method!r}, inference={self.inference!r}, "
@@ -228,21 +132,21 @@ class Trainer:
     # ---------------------------------------------------------- evaluation
     def evaluate(self, net: Network, data: Dataset, split: str = "test", batch_size: int | None = None) -> dict:
         """Mean output loss per sample and accuracy (argmax agreement of the feed-forward
-        prediction with the one-hot target) on ``split``: ``dict(loss=..., accuracy=...)``."""
+        prediction with the one-hot target) on ``split``: ``dict(loss=..., accuracy=...)``.
+        Each batch is one compiled call; the sums stay on the device until the end."""
         _check_data(data)
         rt = self._runtime_of(net)
-        xp = rt.xp
         size = check_positive_int("batch_size", batch_size if batch_size is not None else 1024)
-        total, correct, n = 0.0, 0.0, 0
+        fn = EvalStep(net.structure, net.kernels, self.loss)
+        fn = rt.pm.hook.pccore_compile(fn=fn) or fn
+        flat, sums, n = net.flat_params(), [], 0
         for x, y in batches(data, rt, size, split, shuffle=False, drop_last=False):
-            yhat = net.forward(x)
-            total += _host_float(rt, self.loss.value(xp, yhat, y))
-            hits = xp.argmax(yhat, axis=1) == xp.argmax(y, axis=1)
-            correct += _host_float(rt, xp.sum(xp.astype(hits, yhat.dtype)))
+            sums.extend(fn(flat, x, y))
             n += x.shape[0]
         if n == 0:
             raise InputError(f"dataset {data.name!r} has no {split} samples to evaluate")
-        return {"loss": total / n, "accuracy": correct / n}
+        total = rt.to_numpy(rt.xp.stack(sums)).astype("float64").reshape(-1, 2).sum(axis=0)
+        return {"loss": float(total[0]) / n, "accuracy": float(total[1]) / n}
 
     # ----------------------------------------------------------------- fit
     def fit(
@@ -281,8 +185,6 @@ class Trainer:
         session = self.session(net)
         history, start = TrainHistory(), (0, 0)
         if resume and path.exists():
-            from .io import load_checkpoint
-
             start = load_checkpoint(path, self, session, history)
         run = _Run(self, session, data, history, path, eval_every, max_steps)
         run.loop(start, epochs)
@@ -291,48 +193,73 @@ class Trainer:
 
 @attrs.define
 class _Run:
-    """State of one ``fit`` call: the epoch/step loop, evaluations, hooks and checkpoints."""
+    """State of one ``fit`` call: the epoch/step loop, evaluations, hooks and checkpoints.
+    Step results wait on the device in ``pending`` until ``flush`` (every ``log_every``
+    steps, before evaluations and at epoch ends)."""
 
-    trainer: Trainer
+    trainer: Any
     session: TrainSession
     data: Dataset
     history: TrainHistory
     path: Any
     eval_every: int | None
     max_steps: int | None
+    pending: list = attrs.Factory(list)
+    progress: Any = None
 
     def loop(self, start: tuple[int, int], epochs: int) -> None:
         epoch, position = start
-        progress = _Progress(self.trainer.progress, f"[{self.trainer.method}]")
+        self.progress = Progress(self.trainer.progress, f"[{self.trainer.method}]")
+        resident = _Resident(self.data, self.session.runtime)
         try:
             while epoch < epochs:
-                done = self._epoch(epoch, position, progress)
+                done = self._epoch(epoch, position, resident)
                 if done is not None:  # stopped by max_steps inside the epoch
                     self._save(epoch, done)
                     return
                 self._end_epoch(epoch)
                 epoch, position = epoch + 1, 0
         finally:
-            progress.close()
+            self.progress.close()
 
-    def _epoch(self, epoch: int, skip: int, progress: _Progress) -> int | None:
-        s, rt, h = self.session, self.session.runtime, self.history
-        for i, (x, y) in enumerate(self.trainer.batches(self.data, rt, epoch)):
-            if i < skip:
-                continue
+    def _epoch(self, epoch: int, skip: int, resident: "_Resident") -> int | None:
+        s, t, h = self.session, self.trainer, self.history
+        xs, ys = resident.epoch(t.seed + epoch, t.batch_size)
+        for i in range(skip, xs.shape[0]):
             if self.max_steps is not None and s.step_count >= self.max_steps:
+                self.flush()
                 return i
-            loss, energy = s.step(x, y)
-            h.step.append(s.step_count)
-            h.loss.append(loss)
-            h.energy.append(energy)
-            rt.pm.hook.pccore_train_step(info=TrainStep(
-                self.trainer.method, s.step_count, epoch, loss, energy, rt))
-            text = f"epoch {epoch + 1} step {s.step_count} loss {loss:.4g}"
-            progress.update(text + ("" if energy is None else f" energy {energy:.4g}"))
+            loss, energy = s.step(xs[i], ys[i])
+            self.pending.append((s.step_count, epoch, loss, energy))
+            if len(self.pending) >= t.log_every:
+                self.flush()
             if self.eval_every and s.step_count % self.eval_every == 0:
-                h.record_eval(s.step_count, self.trainer.evaluate(s.net, self.data))
+                self.flush()
+                h.record_eval(s.step_count, t.evaluate(s.net, self.data))
+        self.flush()
         return None
+
+    def flush(self) -> None:
+        """Copy the pending losses and energies to the host in one transfer, check them,
+        record them and tell the hooks and the progress line."""
+        if not self.pending:
+            return
+        s, h, t = self.session, self.history, self.trainer
+        rt = s.runtime
+        values = rt.xp.stack([v for _, _, loss, energy in self.pending
+                              for v in (loss, loss if energy is None else energy)])
+        host_values = rt.to_numpy(values).astype("float64").reshape(-1, 2).tolist()
+        for (step, epoch, _, energy), (loss, e) in zip(self.pending, host_values):
+            _check_finite(t, step, loss, None if energy is None else e)
+            e = None if energy is None else e
+            h.step.append(step)
+            h.loss.append(loss)
+            h.energy.append(e)
+            rt.pm.hook.pccore_train_step(info=TrainStep(t.method, step, epoch, loss, e, rt))
+        step, epoch = self.pending[-1][:2]
+        self.pending.clear()
+        text = f"epoch {epoch + 1} step {step} loss {h.loss[-1]:.4g}"
+        self.progress.update(text + ("" if h.energy[-1] is None else f" energy {h.energy[-1]:.4g}"))
 
     def _end_epoch(self, epoch: int) -> None:
         s, h = self.session, self.history
@@ -352,9 +279,38 @@ class _Run:
 
     def _save(self, epoch: int, position: int) -> None:
         if self.path is not None:
-            from .io import save_checkpoint
-
             save_checkpoint(self.path, self.trainer, self.session, self.history, epoch, position)
+
+
+def _check_finite(trainer: Any, step: int, loss: float, energy: float | None) -> None:
+    """Raise TrainingDiverged at the first step whose numbers are not finite, naming what
+    diverged: the weights (the loss) or the inference (the energy at the states found)."""
+    if not math.isfinite(loss):
+        raise TrainingDiverged(step, trainer.method, "the loss became non-finite, so the weights or "
+                               "the data are", trainer.lr, "lower the weight lr or check the data")
+    if energy is not None and not math.isfinite(energy):
+        inf = trainer.inference
+        raise TrainingDiverged(step, trainer.method, f"the inference energy became non-finite "
+                               f"({inf.method}, inference", inf.lr, "lower the inference lr")
+
+
+class _Resident:
+    """The training split on the runtime's device, gathered into shuffled batches once per
+    epoch (the same batches as ``pccore.batches`` with that seed)."""
+
+    def __init__(self, data: Dataset, rt: Runtime):
+        self.rt, self.n = rt, data.x_train.shape[0]
+        self.x, self.y = rt.asarray(data.x_train), rt.asarray(data.y_train)
+
+    def epoch(self, seed: int, batch_size: int) -> tuple[Any, Any]:
+        """(x, y) of shape (batches, batch_size, ...): the full batches of this epoch."""
+        xp, count = self.rt.xp, self.n // batch_size
+        order = host.generator(seed).permutation(self.n)[:count * batch_size]
+        index = self.rt.asarray(order, dtype="int32")
+        xs = xp.take(self.x, index, axis=0)
+        ys = xp.take(self.y, index, axis=0)
+        return (xp.reshape(xs, (count, batch_size, *self.x.shape[1:])),
+                xp.reshape(ys, (count, batch_size, *self.y.shape[1:])))
 
 
 def _check_data(data: Any) -> None:
