@@ -25,4 +25,9 @@ def backprop_grads(net: Network, x: Any, y: Any, loss: Any = "mse") -> tuple:
     """Gradient of the batch-summed output loss C(net(x), y) w.r.t. ``net.params`` (per-block
     tuples, aligned with it). Divide by the batch size for a mean-loss step."""
     check_input(net, x, y)
-    return backprop_sweep(net.kernels, net.structure, net.params, get_loss(loss), x, y)[0]
+    k = net.kernels
+    return k.compiled(_grads, k, net.structure, get_loss(loss))(net.params, x, y)
+
+
+def _grads(k: Any, structure: Structure, loss: Any, params: tuple, x: Any, y: Any) -> tuple:
+    return tuple(tuple(g) for g in backprop_sweep(k, structure, params, loss, x, y)[0])

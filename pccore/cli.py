@@ -80,6 +80,9 @@ def _common(out: str) -> argparse.ArgumentParser:
     g.add_argument("--out", default=out, help=f"output folder (default {out})")
     g.add_argument("--seed", type=_count, default=0, help="seed of weights, shuffling and batch choice (default 0)")
     g.add_argument("--quiet", action="store_true", help="no progress output")
+    g.add_argument("--threads", type=_count, default=1,
+                   help="CPU threads of the backend (default 1: small matrices gain little from more and "
+                   "slow down badly when other jobs share the cores; 0 = the framework's default)")
     return p
 
 
@@ -176,7 +179,8 @@ def _log(args) -> Any:
 def _runtime(args, plugins: Sequence[Any] = ()) -> Any:
     from .runtime import runtime
 
-    return runtime(args.backend, device=args.device, dtype=args.dtype, plugins=plugins)
+    return runtime(args.backend, device=args.device, dtype=args.dtype, plugins=plugins,
+                   threads=args.threads or None)
 
 
 def _dataset(args, flatten: bool = True) -> Any:

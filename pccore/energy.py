@@ -130,36 +130,73 @@ def check_hidden(net: Network, x: Any, y: Any, values: Sequence[Any], arg: str) 
 
 
 # ------------------------------------------------------------------ public API
+# Each public function validates its arguments, then calls a kernel compiled by the backend
+# with the structure and loss as constants (one jitted call on JAX; plain code elsewhere).
+def _f0(k, structure, params, x):
+    return structure.blocks[0](k, params[0], x)
+
+
+def _state_energy(k, structure, loss, params, x, y, states):
+    _, eps, yhat = state_sweep(k, structure, params, loss, _f0(k, structure, params, x), y, states, False)
+    return energy_from(k.xp, loss, eps, yhat, y)
+
+
+def _state_grad(k, structure, loss, params, x, y, states):
+    return state_sweep(k, structure, params, loss, _f0(k, structure, params, x), y, states)[0]
+
+
+def _error_energy(k, structure, loss, params, x, y, errors):
+    _, yhat = error_sweep(k, structure, params, loss, _f0(k, structure, params, x), y, errors, None, False)
+    return energy_from(k.xp, loss, errors, yhat, y)
+
+
+def _error_grad(k, structure, loss, params, x, y, errors):
+    return error_sweep(k, structure, params, loss, _f0(k, structure, params, x), y, errors)[0]
+
+
+def _local(k, structure, loss, params, x, y, states):
+    first = structure.blocks[0].forward(k, params[0], x)
+    return local_sweep(k, structure, params, loss, first, y, states)[0]
+
+
+def _states(k, structure, params, x, errors):
+    states: list = []
+    error_sweep(k, structure, params, None, _f0(k, structure, params, x), None, errors, states, False)
+    return states
+
+
+def _errors(k, structure, params, x, states):
+    return state_sweep(k, structure, params, None, _f0(k, structure, params, x), None, states, False)[1]
+
+
+def _run(net: Network, kernel: Any, *static_and_arrays: Any, loss: Any = None) -> Any:
+    k = net.kernels
+    static = (k, net.structure) + (() if loss is None else (get_loss(loss),))
+    return k.compiled(kernel, *static)(net.params, *static_and_arrays)
+
+
 def state_energy(net: Network, x: Any, y: Any, states: Sequence[Any], loss: Any = "mse") -> Any:
     """E(s) = sum_l 1/2 ||s_l - f_l(s_{l-1})||^2 + C(f_{L-1}(s_{L-2}), y), a 0-d array."""
-    xp = check_hidden(net, x, y, states, "states")
-    loss = get_loss(loss)
-    _, eps, yhat = state_sweep(net.kernels, net.structure, net.params, loss, first_output(net, x), y,
-                               list(states), backward=False)
-    return energy_from(xp, loss, eps, yhat, y)
+    check_hidden(net, x, y, states, "states")
+    return _run(net, _state_energy, x, y, list(states), loss=loss)
 
 
 def state_energy_grad(net: Network, x: Any, y: Any, states: Sequence[Any], loss: Any = "mse") -> list:
     """dE/ds_l for each hidden state, each (batch, *shape_l): eps_l - J_{l+1}^T eps_{l+1}."""
     check_hidden(net, x, y, states, "states")
-    return state_sweep(net.kernels, net.structure, net.params, get_loss(loss), first_output(net, x), y,
-                       list(states))[0]
+    return list(_run(net, _state_grad, x, y, list(states), loss=loss))
 
 
 def error_energy(net: Network, x: Any, y: Any, errors: Sequence[Any], loss: Any = "mse") -> Any:
     """E(e) = sum_l 1/2 ||e_l||^2 + C(f_{L-1}(s_{L-2}(e)), y), a 0-d array."""
-    xp = check_hidden(net, x, y, errors, "errors")
-    loss = get_loss(loss)
-    _, yhat = error_sweep(net.kernels, net.structure, net.params, loss, first_output(net, x), y,
-                          list(errors), backward=False)
-    return energy_from(xp, loss, errors, yhat, y)
+    check_hidden(net, x, y, errors, "errors")
+    return _run(net, _error_energy, x, y, list(errors), loss=loss)
 
 
 def error_energy_grad(net: Network, x: Any, y: Any, errors: Sequence[Any], loss: Any = "mse") -> list:
     """dE/de_l = e_l + g_l with g backpropagated from dC/dyhat; each (batch, *shape_l)."""
     check_hidden(net, x, y, errors, "errors")
-    return error_sweep(net.kernels, net.structure, net.params, get_loss(loss), first_output(net, x), y,
-                       list(errors))[0]
+    return list(_run(net, _error_grad, x, y, list(errors), loss=loss))
 
 
 def local_weight_grads(net: Network, x: Any, y: Any, states: Sequence[Any], loss: Any = "mse") -> tuple:
@@ -170,21 +207,16 @@ def local_weight_grads(net: Network, x: Any, y: Any, states: Sequence[Any], loss
     batch size for a weight step).
     """
     check_hidden(net, x, y, states, "states")
-    first = net.blocks[0].forward(net.kernels, net.params[0], x)
-    return local_sweep(net.kernels, net.structure, net.params, get_loss(loss), first, y, list(states))[0]
+    return tuple(tuple(g) for g in _run(net, _local, x, y, list(states), loss=loss))
 
 
 def states_from_errors(net: Network, x: Any, errors: Sequence[Any]) -> list:
     """Hidden states s_l = f_l(s_{l-1}) + e_l for errors e (the EO parametrisation)."""
     check_hidden(net, x, None, errors, "errors")
-    states: list = []
-    error_sweep(net.kernels, net.structure, net.params, None, first_output(net, x), None,
-                list(errors), states, backward=False)
-    return states
+    return list(_run(net, _states, x, list(errors)))
 
 
 def errors_from_states(net: Network, x: Any, states: Sequence[Any]) -> list:
     """Errors e_l = s_l - f_l(s_{l-1}) for hidden states s (inverse of states_from_errors)."""
     check_hidden(net, x, None, states, "states")
-    return state_sweep(net.kernels, net.structure, net.params, None, first_output(net, x), None,
-                       list(states), backward=False)[1]
+    return list(_run(net, _errors, x, list(states)))

@@ -50,4 +50,4 @@ class TrainingDiverged(PCCoreError, FloatingPointError):
 
     def __init__(self, step: int, method: str, what: str, lr: float, hint: str):
         self.step, self.method, self.lr = step, method, lr
-        super().__init__(f"{method} training diverged at step {step}: {what} (lr={lr:g}); {hint}")
+        super().__init__(f"{method} training diverged at step {step}: {what}={lr:g}); {hint}")

@@ -35,6 +35,13 @@ def pccore_dtype(name):
 
 
 @hookspec(firstresult=True)
+def pccore_threads(n):
+    """Limit the backend's CPU intra-op threads to ``n`` (BLAS/OpenMP pools, torch's pool,
+    XLA's CPU pool where it has not started yet); called before any device is used.
+    Return a short text saying what was set."""
+
+
+@hookspec(firstresult=True)
 def pccore_asarray(obj, device, dtype):
     """Return ``obj`` (host data or array) as a backend array on ``device`` with ``dtype``."""
 

@@ -25,6 +25,7 @@ class Runtime:
     dtype: str
     pm: pluggy.PluginManager = attrs.field(repr=False)
     xp: Any = attrs.field(repr=False)
+    threads: int | None = attrs.field(default=None)
     _kernels: Any = attrs.field(default=None, init=False, repr=False)
 
     @property
@@ -119,22 +120,29 @@ def runtime(
     device: str | None = None,
     dtype: str = "float32",
     plugins: Iterable[Any] = (),
+    threads: int | None = None,
 ) -> Runtime:
     """Create a Runtime on ``backend`` (see :func:`pccore.backends`).
 
     ``device`` defaults to the backend's default ("cpu"); ``dtype`` is "float32" or
     "float64"; ``plugins`` are observer plugin objects or names registered under the
-    ``pccore.plugins`` entry-point group.
+    ``pccore.plugins`` entry-point group; ``threads`` limits the backend's CPU intra-op
+    threads (None: leave the framework's default). Threads are process-wide: the last
+    runtime that sets them wins (JAX's only before its first use).
     """
     if dtype not in DTYPES:
         raise InputError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if threads is not None and (isinstance(threads, bool) or not hasattr(threads, "__index__") or int(threads) < 1):
+        raise InputError(f"threads must be None or an integer >= 1, got {threads!r}")
     impl = registry.load(registry.BACKENDS, backend, "backend")
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     pm.register(impl, name="backend")
+    if threads is not None:
+        pm.hook.pccore_threads(n=int(threads))
     dev = _resolve_device(pm, backend, device)
     pm.hook.pccore_dtype(name=dtype)
-    rt = Runtime(backend, dev, dtype, pm, pm.hook.pccore_namespace())
+    rt = Runtime(backend, dev, dtype, pm, pm.hook.pccore_namespace(), None if threads is None else int(threads))
     for plugin in plugins:
         rt.register(_resolve_plugin(plugin))
     return rt

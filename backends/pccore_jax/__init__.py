@@ -15,6 +15,8 @@ import numpy as np
 
 from pccore.hookspecs import hookimpl
 
+from pccore_numpy import limit_blas
+
 from .loop import compiled_loop
 from .ops import OPS
 from .optim import make_optimizer
@@ -22,6 +24,26 @@ from .optim import make_optimizer
 
 _JITTED: dict = {}  # hashable function -> its jax.jit wrapper (one trace cache each)
 _STEPS: dict = {}  # hashable training step -> its jax.jit wrapper, the carry donated
+
+
+def limit_xla(n: int) -> str:
+    """One thread for XLA:CPU's Eigen ops when ``n == 1`` (XLA has no thread-count flag);
+    only possible before JAX starts its CPU backend."""
+    import os
+    import warnings
+
+    from jax._src import xla_bridge
+
+    if n != 1:
+        return "XLA threads: default (only 1 can be requested)"
+    flag = "--xla_cpu_multi_thread_eigen=false"
+    if getattr(xla_bridge, "_backends", None):
+        if flag not in os.environ.get("XLA_FLAGS", ""):
+            warnings.warn("pccore: JAX is already running, so its CPU threads cannot be limited now; "
+                          f"set XLA_FLAGS={flag} before the first JAX computation", stacklevel=4)
+        return "XLA threads: unchanged (JAX already started)"
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
+    return "XLA threads: 1"
 
 
 def _name(d) -> str:
@@ -60,6 +82,10 @@ class JaxBackend:
         if name == "float64" and not jax.config.jax_enable_x64:
             jax.config.update("jax_enable_x64", True)
         return jnp.dtype(name)
+
+    @hookimpl
+    def pccore_threads(self, n):
+        return limit_xla(n) + "; " + limit_blas(n)
 
     @hookimpl
     def pccore_asarray(self, obj, device, dtype):

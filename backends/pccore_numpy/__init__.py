@@ -12,6 +12,16 @@ from .ops import OPS
 from .optim import make_optimizer
 
 
+def limit_blas(n: int) -> str:
+    """Limit BLAS/OpenMP thread pools of the process to ``n`` (through threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        return "threadpoolctl not installed: BLAS threads unchanged"
+    threadpool_limits(limits=n)
+    return f"BLAS/OpenMP threads: {n}"
+
+
 class NumpyBackend:
     """Backend hooks for NumPy; registered under the ``pccore.backends`` entry point."""
 
@@ -32,6 +42,10 @@ class NumpyBackend:
     @hookimpl
     def pccore_dtype(self, name):
         return np.dtype(name)
+
+    @hookimpl
+    def pccore_threads(self, n):
+        return limit_blas(n)
 
     @hookimpl
     def pccore_asarray(self, obj, device, dtype):

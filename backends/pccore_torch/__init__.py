@@ -16,6 +16,8 @@ from pccore.hookspecs import hookimpl
 from pccore.loops import python_loop
 
 from .ops import OPS
+from pccore_numpy import limit_blas
+
 from .optim import make_optimizer
 from .step import CompiledStep
 
@@ -48,6 +50,11 @@ class TorchBackend:
     @hookimpl
     def pccore_dtype(self, name):
         return _DTYPES[name]
+
+    @hookimpl
+    def pccore_threads(self, n):
+        torch.set_num_threads(n)
+        return f"torch intra-op threads: {n}; " + limit_blas(n)
 
     @hookimpl
     def pccore_asarray(self, obj, device, dtype):

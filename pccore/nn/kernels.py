@@ -4,6 +4,7 @@ op and to compiled steps."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -25,6 +26,13 @@ class Kernels:
     xp: Any = attrs.field(repr=False)
     ops: Any = attrs.field(repr=False)
     impl: Any = attrs.field(default=None, repr=False)
+
+    def compiled(self, fn: Callable, *static: Any) -> Callable:
+        """``fn`` with its leading arguments ``static`` (hashable: structure, loss...) bound,
+        compiled by the backend (``pccore_compile``: jit on JAX) or as it is on eager ones."""
+        bound = Bound(fn, static)
+        compile = getattr(self.impl, "pccore_compile", None)
+        return (compile(fn=bound) if compile is not None else None) or bound
 
     def run_loop(self, body: Any, carry: Any, n: int, args: Any, until: Any = None) -> tuple:
         """The backend's loop (``pccore_run_loop``); usable inside compiled steps."""
@@ -48,3 +56,15 @@ class Kernels:
         if fn is None:
             raise MissingOp(f"the {self.backend!r} backend does not supply the op {name!r}")
         return fn
+
+
+@attrs.frozen
+class Bound:
+    """``fn`` with its leading static arguments bound; hashable, so a backend can compile
+    it with those arguments as constants."""
+
+    fn: Callable
+    static: tuple
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*self.static, *args)

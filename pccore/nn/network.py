@@ -117,16 +117,12 @@ class Network:
     def forward(self, x: Any) -> Any:
         """Feed-forward prediction: (batch, *input_shape) -> (batch, *output_shape)."""
         check_input(self, x)
-        return forward(self.kernels, self.structure, self.params, x)
+        return self.kernels.compiled(forward, self.kernels, self.structure)(self.params, x)
 
     def feedforward_states(self, x: Any) -> list[Any]:
         """Hidden states s_0..s_{L-2} of the feed-forward pass (zero errors)."""
         check_input(self, x)
-        k, states = self.kernels, []
-        for block, p in zip(self.blocks[:-1], self.params):
-            x = block(k, p, x)
-            states.append(x)
-        return states
+        return list(self.kernels.compiled(_hidden, self.kernels, self.structure)(self.params, x))
 
     def __repr__(self) -> str:
         return f"Network({self.structure!r}, backend={self.kernels.backend!r})"
@@ -137,6 +133,14 @@ def forward(k: Kernels, structure: Structure, params: Params, x: Any) -> Any:
     for block, p in zip(structure.blocks, params):
         x = block(k, p, x)
     return x
+
+
+def _hidden(k: Kernels, structure: Structure, params: Params, x: Any) -> list:
+    states = []
+    for block, p in zip(structure.blocks[:-1], params):
+        x = block(k, p, x)
+        states.append(x)
+    return states
 
 
 # -------------------------------------------------------------------- building

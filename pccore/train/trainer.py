@@ -286,12 +286,13 @@ def _check_finite(trainer: Any, step: int, loss: float, energy: float | None) ->
     """Raise TrainingDiverged at the first step whose numbers are not finite, naming what
     diverged: the weights (the loss) or the inference (the energy at the states found)."""
     if not math.isfinite(loss):
-        raise TrainingDiverged(step, trainer.method, "the loss became non-finite, so the weights or "
-                               "the data are", trainer.lr, "lower the weight lr or check the data")
+        raise TrainingDiverged(step, trainer.method, "the loss became non-finite: the weights (or the data) "
+                               f"hold inf/NaN ({trainer.optimizer} weight update, lr", trainer.lr,
+                               "lower the weight lr, or check the data for inf/NaN")
     if energy is not None and not math.isfinite(energy):
         inf = trainer.inference
         raise TrainingDiverged(step, trainer.method, f"the inference energy became non-finite "
-                               f"({inf.method}, inference", inf.lr, "lower the inference lr")
+                               f"({inf.method} inference, lr", inf.lr, "lower the inference lr")
 
 
 class _Resident:
