@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--backends numpy,torch] [--device cuda] [--threads N]``.
+"""``python -m benchmarks [--suite inference|train|all] [--quick] [--backends numpy,torch] [--device cuda] [--threads N]``.
 
 Thread settings must be in the environment before NumPy/torch/JAX load, so arguments are
 parsed first and the measuring modules are imported afterwards.
@@ -16,6 +16,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    p.add_argument("--suite", default="all", choices=["inference", "train", "all"],
+                   help="inference steps and closed forms (latest.*), training steps (train.*), or both")
     p.add_argument("--quick", action="store_true", help="seed shape only, fewer repeats (< 1 minute)")
     p.add_argument("--backends", default=None, help="comma-separated subset, e.g. numpy,torch (default: all installed)")
     p.add_argument("--device", default=None, help="cpu (default) or cuda/gpu where available")
@@ -59,8 +61,13 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     repeats = args.repeats or (5 if args.quick else 7)
-    command = "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv)
-    print(run(backends, args.device, args.dtype, args.quick, repeats, args.matmul_n, args.out, command.strip()))
+    command = ("python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
+    if args.suite in ("inference", "all"):
+        print(run(backends, args.device, args.dtype, args.quick, repeats, args.matmul_n, args.out, command))
+    if args.suite in ("train", "all"):
+        from .train_suite import run_train
+
+        print(run_train(backends, args.device, args.quick, repeats, args.out, command))
     return 0
 
 

@@ -94,3 +94,32 @@ def test_tiny_run_writes_json_and_markdown(backend, tmp_path):
     assert check["equilibrium_max_abs_diff"] < 1e-3
     assert all(v < 1e-3 for v in check["EO_max_abs_diff"].values())
     assert "| backend |" in md and backend in md
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+@pytest.mark.parametrize("kind", ["bp", "eo"])
+def test_training_baselines_take_the_same_steps(backend, kind, model):
+    """The hand-written training-step baselines compute what pccore's step computes."""
+    from benchmarks import training
+
+    if backend == "numpy":
+        pytest.skip("the training baselines are jax and torch code")
+    rt = pccore.runtime(backend, dtype="float64")
+    net, x, y = training.build(rt, model, batch=8, small=True)
+    ours = [rt.to_numpy(p) for p in training.pccore_step(kind, net, rt, x, y, iters=3)(2)]
+    make = training.jax_script if backend == "jax" else training.torch_baseline
+    theirs = make(kind, net, rt, x, y, iters=3)(2)
+    theirs = [np.asarray(a.detach().cpu() if hasattr(a, "detach") else a) for a in
+              (theirs if backend == "torch" else [a for block in theirs for a in block])]
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
+def test_train_suite_writes_its_files(tmp_path):
+    from benchmarks.train_suite import run_train
+
+    md = run_train(["numpy"], None, True, 1, tmp_path, "test", models=("mlp",), with_contention=False)
+    data = json.loads((tmp_path / "train.json").read_text())
+    assert {r["name"] for r in data["steps"]} >= {"pccore_eo", "pccore_bp", "pccore_eager_eo"}
+    assert data["seed_solve"][0]["backend"] == "numpy" and "Seed-shape EO solve" in md
