@@ -92,7 +92,7 @@ def pccore_ops():
     conv weights OIHW; ``stride``, ``padding``, ``dilation``, ``kernel`` are (h, w) int
     pairs; padding is symmetric zero padding (max pooling pads with -inf).
 
-    - ``conv2d(x, w, stride, padding, dilation, groups) -> y`` (no bias)
+    - ``conv2d(x, w, stride, padding, dilation, groups, bias=None) -> y`` (bias (O,) or None)
     - ``conv2d_input_grad(g, w, input_shape, stride, padding, dilation, groups) -> gx``
       (the transpose of conv2d in x; ``input_shape`` is x's full (N, C, H, W))
     - ``conv2d_weight_grad(x, g, weight_shape, stride, padding, dilation, groups) -> gw``
@@ -101,6 +101,10 @@ def pccore_ops():
     - ``max_pool2d_vjp(res, g) -> gx`` and ``max_pool2d_jvp(res, t) -> ty``
     - ``avg_pool2d(x, kernel, stride, padding) -> y`` (padding counts in the mean)
     - ``avg_pool2d_vjp(g, input_shape, kernel, stride, padding) -> gx``
+    - optional fused activations: ``activation(name, a, settings) -> y`` and
+      ``activation_vjp(name, a, y, g, settings) -> phi'(a) * g`` (names as in
+      ``pccore.nn.ACTIVATIONS``; settings: slope or bounds), for eager frameworks where one
+      kernel beats the Array API formula's several;
     - ``vjp(fn, params, x) -> (y, pullback)`` with ``pullback(g) -> (gparams, gx)`` and
       ``jvp(fn, params, x, t) -> (y, ty)``: the framework's autodiff of
       ``y = fn(params, x)`` (params a tuple of arrays), for ``Foreign`` blocks only.

@@ -163,21 +163,26 @@ class Start:
 @attrs.frozen
 class Solve:
     """Up to ``n`` updates from a carry, then the end point's sweep, as one function:
-    (carry, updates taken, other variables, energy, gradient rms or None). Hashable, so a
-    backend compiles it whole (a fused ``run`` on JAX is this one jitted call); observed
-    runs call it with ``n = 0`` at the point they reached, so both report the same numbers.
-    """
+    (carry, other variables, energy, status) with status = [updates taken, energy, gradient
+    rms (0 without tol)], one small array so the host reads what it checks in one transfer.
+    Hashable, so a backend compiles it whole (a fused ``run`` on JAX is this one jitted
+    call); observed runs call it with ``n = 0`` at the point they reached, so both report
+    the same numbers."""
 
     step: Step
     until: Any  # Converged or None
 
-    def __call__(self, params: tuple, x: Any, y: Any, carry: tuple, n: Any) -> tuple:
+    def __call__(self, params: tuple, x: Any, y: Any, carry: tuple | None, n: Any) -> tuple:
         step = self.step
+        if carry is None:  # a fused run: the start point too, in the same call
+            carry = Start(step)(params, x)
         args = (params, step.structure.blocks[0](step.kernels, params[0], x), y)
         carry, m = step.kernels.run_loop(step, carry, n, args, self.until)
         grads, energy, other = step.grads_energy(args, tuple(carry[0]), backward=step.track_norm)
-        rms = _rms(step.kernels.xp, grads) if step.track_norm else None
-        return carry, m, tuple(other), energy, rms
+        xp = step.kernels.xp
+        rms = _rms(xp, grads) if step.track_norm else energy * 0
+        status = xp.stack([energy * 0 + m, energy, rms])  # m: an int, or traced on JAX
+        return carry, tuple(other), energy, status
 
 
 @attrs.frozen
@@ -260,13 +265,12 @@ class _Optimization:
             yhat = net.forward(x)
             result = InferenceResult(self.method, [], [], step.loss.value(xp, yhat, y), 0, self.tol is not None)
         else:
-            carry = _compiled(rt, Start(step))(net.params, x)
-            n = 0
+            carry, n = None, 0
             if rt.observes("pccore_inference_step"):
                 args = (net.params, first_output(net, x), y)
-                carry, n = self._observed(rt, step, carry, args, net, x)
+                carry, n = self._observed(rt, step, _compiled(rt, Start(step))(net.params, x), args, net, x)
             out = _compiled(rt, Solve(step, self.until))(net.params, x, y, carry, self.iters - n)
-            result = self._result(rt, step, net, x, y, out, n + int(out[1]))
+            result = self._result(rt, step, net, x, y, out, n)
         rt.pm.hook.pccore_inference_end(result=result)
         return result
 
@@ -307,15 +311,17 @@ class _Optimization:
         return n
 
     def _result(self, rt, step, net, x, y, out, n):
-        """The InferenceResult from :class:`Solve`'s output, after checking the energy is
-        finite (else the run is replayed step by step to name the first non-finite iteration)."""
-        xp = rt.xp
-        values, other, energy, rms = out[0][0], out[2], out[3], out[4]
-        if not bool(xp.isfinite(energy)):
+        """The InferenceResult from :class:`Solve`'s output (after ``n`` observed updates),
+        after checking the energy is finite (else the run is replayed step by step to name
+        the first non-finite iteration)."""
+        (values, _, _), other, energy, status = out
+        taken, end_energy, rms = (float(v) for v in rt.to_numpy(status))  # the one host read
+        n += int(taken)
+        if not math.isfinite(end_energy):
             args = (net.params, first_output(net, x), y)
             raise InferenceDiverged(self.method, self.lr, self._first_nonfinite(rt, step, args, net, x, n))
         # the stop test fired (n < iters), or the end point meets tol
-        converged = self.tol is not None and (n < self.iters or bool(rms <= self.tol))
+        converged = self.tol is not None and (n < self.iters or rms <= self.tol)
         values, other = list(values), list(other)
         states, errors = (values, other) if self.method == "SO" else (other, values)
         return InferenceResult(self.method, states, errors, energy, int(n), converged)

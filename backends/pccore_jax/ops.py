@@ -72,8 +72,9 @@ def _conv2d_weight_grad(x, g, weight_shape, stride, padding, dilation, groups):
     return gw
 
 
-def conv2d(x, w, stride, padding, dilation, groups):
-    return _conv2d(x, w, _pair(stride), _pair(padding), _pair(dilation), int(groups))
+def conv2d(x, w, stride, padding, dilation, groups, bias=None):
+    y = _conv2d(x, w, _pair(stride), _pair(padding), _pair(dilation), int(groups))
+    return y if bias is None else y + bias.reshape(1, -1, 1, 1)
 
 
 def conv2d_input_grad(g, w, input_shape, stride, padding, dilation, groups):

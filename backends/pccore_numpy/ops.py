@@ -46,12 +46,15 @@ def _g_rows(g, groups):
     return g.reshape(groups, o // groups, n * ho * wo)
 
 
-def conv2d(x, w, stride, padding, dilation, groups):
+def conv2d(x, w, stride, padding, dilation, groups, bias=None):
     o, cg, kh, kw = w.shape
     n = x.shape[0]
     cols, (ho, wo) = _cols(x, (kh, kw), stride, padding, dilation, groups)
     wm = w.reshape(groups, o // groups, cg * kh * kw)
     y = np.matmul(wm, cols)  # (G, O/G, N*Ho*Wo)
+    if bias is not None:
+        y = y.reshape(o, -1)
+        y += bias.reshape(o, 1)
     y = y.reshape(o, n, ho, wo).transpose(1, 0, 2, 3)
     return np.ascontiguousarray(y, dtype=x.dtype)
 

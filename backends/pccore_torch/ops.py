@@ -17,8 +17,8 @@ import torch.nn.functional as F
 _aten = torch.ops.aten
 
 
-def conv2d(x, w, stride, padding, dilation, groups):
-    return F.conv2d(x, w, None, stride, padding, dilation, groups)
+def conv2d(x, w, stride, padding, dilation, groups, bias=None):
+    return F.conv2d(x, w, bias, stride, padding, dilation, groups)
 
 
 def conv2d_input_grad(g, w, input_shape, stride, padding, dilation, groups):
@@ -65,6 +65,32 @@ def avg_pool2d_vjp(g, input_shape, kernel, stride, padding):
     return _aten.avg_pool2d_backward(g, x, kernel, stride, padding, False, True, None)
 
 
+_ACT = {
+    "relu": lambda a, s: torch.relu(a),
+    "tanh": lambda a, s: torch.tanh(a),
+    "sigmoid": lambda a, s: torch.sigmoid(a),
+    "gelu": lambda a, s: F.gelu(a, approximate="tanh"),
+    "leaky_relu": lambda a, s: F.leaky_relu(a, s[0]),
+    "hard_tanh": lambda a, s: F.hardtanh(a, s[0], s[1]),
+}
+_ACT_VJP = {  # ATen's fused backward kernels: one pass instead of derivative-then-multiply
+    "relu": lambda a, y, g, s: _aten.threshold_backward(g, y, 0),
+    "tanh": lambda a, y, g, s: _aten.tanh_backward(g, y),
+    "sigmoid": lambda a, y, g, s: _aten.sigmoid_backward(g, y),
+    "gelu": lambda a, y, g, s: _aten.gelu_backward(g, a, approximate="tanh"),
+    "leaky_relu": lambda a, y, g, s: _aten.leaky_relu_backward(g, a, s[0], False),
+    "hard_tanh": lambda a, y, g, s: _aten.hardtanh_backward(g, a, s[0], s[1]),
+}
+
+
+def activation(name, a, settings):
+    return _ACT[name](a, settings)
+
+
+def activation_vjp(name, a, y, g, settings):
+    return _ACT_VJP[name](a, y, g, settings)
+
+
 def vjp(fn, params, x):
     y, pull = torch.func.vjp(fn, tuple(params), x)
 
@@ -99,6 +125,8 @@ OPS = TorchOps(
     max_pool2d_jvp=max_pool2d_jvp,
     avg_pool2d=avg_pool2d,
     avg_pool2d_vjp=avg_pool2d_vjp,
+    activation=activation,
+    activation_vjp=activation_vjp,
     vjp=vjp,
     jvp=jvp,
 )

@@ -14,7 +14,11 @@ _GELU_C = math.sqrt(2.0 / math.pi)
 
 
 class Activation(Op):
-    """Base of the elementwise ops: ``y = fn(a)``; J^T g = J g = phi'(a) * g."""
+    """Base of the elementwise ops: ``y = fn(a)``; J^T g = J g = phi'(a) * g.
+
+    A backend may supply fused kernels ``activation(name, a, settings)`` and
+    ``activation_vjp(name, a, y, g, settings)`` (``pccore_ops``): one kernel instead of
+    several for eager frameworks; the Array API formulas below are used otherwise."""
 
     name = ""
     linear = False  # identity: products pass through untouched
@@ -29,19 +33,30 @@ class Activation(Op):
     def config(self) -> dict:
         return {f.name: getattr(self, f.name) for f in attrs.fields(type(self))}
 
+    def settings(self) -> tuple:
+        """The activation's own numbers (slope, bounds), for backend kernels."""
+        return tuple(getattr(self, f.name) for f in attrs.fields(type(self)))
+
     def forward(self, k, params, x):
         if self.linear:
             return x, None
-        y = self.fn(k.xp, x)
+        fused = getattr(k.ops, "activation", None)
+        y = self.fn(k.xp, x) if fused is None else fused(self.name, x, self.settings())
         return y, (x, y)
+
+    def _times_deriv(self, k, res, v):
+        fused = getattr(k.ops, "activation_vjp", None)
+        if fused is None:
+            return self.deriv(k.xp, *res) * v
+        return fused(self.name, res[0], res[1], v, self.settings())
 
     def vjp(self, k, params, res, g, need_input=True, need_params=True):
         if not need_input:
             return None, ()
-        return (g if self.linear else self.deriv(k.xp, *res) * g), ()
+        return (g if self.linear else self._times_deriv(k, res, g)), ()
 
     def jvp(self, k, params, res, t):
-        return t if self.linear else self.deriv(k.xp, *res) * t
+        return t if self.linear else self._times_deriv(k, res, t)
 
 
 @attrs.frozen
@@ -65,10 +80,10 @@ class ReLU(Activation):
     name = "relu"
 
     def fn(self, xp, a):
-        return xp.maximum(a, xp.zeros_like(a))
+        return xp.clip(a, min=0)
 
     def deriv(self, xp, a, y):
-        return xp.astype(a > 0, a.dtype)
+        return xp.sign(y)  # y = max(a, 0): 1 where a > 0, else 0 (float ops only: faster than a cast)
 
 
 @attrs.frozen

@@ -1,5 +1,5 @@
-"""Conv2d on NCHW images; weights OIHW. The convolution and its two transposes come from
-the backend (``pccore_ops``); the bias and its gradient are Array API code."""
+"""Conv2d on NCHW images; weights OIHW. The convolution (with its bias) and its two
+transposes come from the backend (``pccore_ops``); the bias gradient is Array API code."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from .op import Op, ShapeError, describe, expect_ndim, pair, positive_int, posit
 
 @attrs.frozen
 class Conv2d(Op):
-    """2-D convolution with ``out_channels`` filters of ``kernel_size``; in_channels from the
-    input shape. ``stride``, ``padding`` (zeros), ``dilation``: int or (h, w) pair."""
+    """2-D convolution with ``out_channels`` filters of ``kernel_size`` (the bias added by the
+    backend's kernel); in_channels from the input shape. ``stride``, ``padding`` (zeros), ``dilation``: int or (h, w) pair."""
 
     out_channels: int = attrs.field(converter=lambda v: positive_int(v, "out_channels"))
     kernel_size: tuple = attrs.field(converter=lambda v: positive_pair(v, "kernel_size"))
@@ -62,10 +62,8 @@ class Conv2d(Op):
         return k.conv2d(x, W, self.stride, self.padding, self.dilation, self.groups)
 
     def forward(self, k, params, x):
-        y = self._conv(k, params[0], x)
-        if self.bias:
-            y = y + k.xp.reshape(params[1], (1, -1, 1, 1))
-        return y, x
+        bias = params[1] if self.bias else None
+        return k.conv2d(x, params[0], self.stride, self.padding, self.dilation, self.groups, bias), x
 
     def vjp(self, k, params, res, g, need_input=True, need_params=True):
         W, x = params[0], res
