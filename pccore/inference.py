@@ -180,8 +180,9 @@ class Solve:
         carry, m = step.kernels.run_loop(step, carry, n, args, self.until)
         grads, energy, other = step.grads_energy(args, tuple(carry[0]), backward=step.track_norm)
         xp = step.kernels.xp
-        rms = _rms(xp, grads) if step.track_norm else energy * 0
-        status = xp.stack([energy * 0 + m, energy, rms])  # m: an int, or traced on JAX
+        zero = xp.zeros_like(energy)
+        rms = _rms(xp, grads) if step.track_norm else zero
+        status = xp.stack([zero + m, energy, rms])  # m: an int, or traced on JAX
         return carry, tuple(other), energy, status
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-import pytest
+if "--xla_cpu_multi_thread_eigen=false" not in os.environ.get("XLA_FLAGS", ""):  # before JAX starts
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
 
-import pccore
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import pccore  # noqa: E402
 
 
 def _selected() -> list[str]:
@@ -28,7 +31,8 @@ BACKENDS = _selected()
 
 def _one_thread() -> None:
     """Tests use small arrays: one BLAS/OpenMP thread is fastest, and on a shared machine
-    spinning threads made small torch ops up to ~70x slower."""
+    spinning threads made small torch ops up to ~70x slower. (XLA reads its flag when JAX
+    starts, so it is set here, before any test imports jax.)"""
     try:
         from threadpoolctl import threadpool_limits
 

@@ -17,6 +17,9 @@ import jax
 from jax import lax
 
 
+UNROLL_MAX = 16  # a static count up to this is unrolled inside an outer trace (see compiled_loop)
+
+
 def _loop(carry, n, args, body, until):
     if until is None:
         return lax.fori_loop(0, n, lambda i, c: body(c, args), carry), n
@@ -54,6 +57,12 @@ def compiled_loop(body, carry, n, args, until):
     of ``body``: no while loop and no host sync for the iteration count.
     """
     if tracing(carry, args, n):
+        if until is None and isinstance(n, int) and n <= UNROLL_MAX:
+            # a training step's few inference steps: unrolled, XLA:CPU ran convolutions
+            # inside a while loop's body several times slower than the same code unrolled
+            for _ in range(n):
+                carry = body(carry, args)
+            return carry, n
         return _loop(carry, n, args, body, until)
     if until is None and isinstance(n, int) and n == 1:
         return _once(carry, args, body=body), 1
