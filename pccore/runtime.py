@@ -88,7 +88,7 @@ class Runtime:
 def _resolve_device(pm: pluggy.PluginManager, backend: str, device: str | None) -> str:
     available = list(pm.hook.pccore_devices())
     if device is None:
-        return pm.hook.pccore_default_device()
+        device = pm.hook.pccore_default_device()
     if not isinstance(device, str):
         device = str(device)
     for candidate in (device, f"{device}:0"):

@@ -115,3 +115,49 @@ def test_save_and_load_errors(tmp_path):
     with pytest.raises(InputError, match="runtime must be a pccore.Runtime"):
         pccore.save(net, tmp_path / "ok.npz")
         pccore.load(tmp_path / "ok.npz", "numpy")
+
+
+def _cnn_residual(rt):
+    from pccore.nn import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, Residual, Sequential
+
+    blocks = [Sequential(Conv2d(3, 3, padding=1), "leaky_relu", MaxPool2d(2)),
+              Residual(Sequential(Conv2d(3, 3, padding=1), "tanh", Conv2d(3, 3, padding=1, bias=False)),
+                       activation="relu"),
+              Residual(Conv2d(4, 1, stride=2), shortcut=Conv2d(4, 1, stride=2), activation="hard_tanh"),
+              Sequential(AvgPool2d(2, stride=1, padding=1), Flatten(), Linear(2), "gelu")]
+    return pccore.network(rt, blocks, (2, 8, 8), seed=4)
+
+
+def test_any_structure_round_trips(backend, tmp_path):
+    rt = pccore.runtime(backend, dtype="float64")
+    net = _cnn_residual(rt)
+    back = pccore.load(pccore.save(net, tmp_path / "cnn.npz"), rt)
+    assert back.structure == net.structure
+    x = rt.asarray(np.random.default_rng(0).standard_normal((3, 2, 8, 8)))
+    np.testing.assert_array_equal(rt.to_numpy(net.forward(x)), rt.to_numpy(back.forward(x)))
+
+
+def test_damaged_files_are_refused(tmp_path):
+    rt = pccore.runtime("numpy", dtype="float64")
+    path = pccore.save(_cnn_residual(rt), tmp_path / "cnn.npz")
+    data = bytearray(path.read_bytes())
+    (tmp_path / "short.npz").write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(InputError, match="is not a readable pccore network file"):
+        pccore.load(tmp_path / "short.npz", rt)
+    with np.load(path) as f:  # a changed weight, the file otherwise well-formed
+        arrays = {k: f[k] for k in f.files}
+    arrays["p0_0"] = arrays["p0_0"] + 1.0
+    np.savez(tmp_path / "edited.npz", **arrays)
+    with pytest.raises(InputError, match="is damaged: its checksum does not match"):
+        pccore.load(tmp_path / "edited.npz", rt)
+
+
+def test_resume_into_other_activations_is_refused(tmp_path):
+    rt = pccore.runtime("numpy", dtype="float64")
+    data = pccore.Dataset("toy", np.zeros((32, 4), np.float32), np.eye(2, dtype=np.float32)[[0, 1] * 16],
+                          np.zeros((8, 4), np.float32), np.eye(2, dtype=np.float32)[[0, 1] * 4])
+    trainer = pccore.Trainer("bp", batch_size=16, runtime=rt, progress=False)
+    trainer.fit(pccore.mlp(rt, [4, 5, 2], activation="tanh"), data, checkpoint=tmp_path / "ck.npz")
+    with pytest.raises(InputError, match=r"(?s)another structure:.*saved .*Tanh.*now .*ReLU"):
+        trainer.fit(pccore.mlp(rt, [4, 5, 2], activation="relu"), data, checkpoint=tmp_path / "ck.npz",
+                    resume=True)

@@ -316,3 +316,53 @@ def test_eo_and_so_reach_the_same_equilibrium_on_a_cnn(rt64):
         np.testing.assert_allclose(rt64.to_numpy(a), rt64.to_numpy(b), rtol=0, atol=1e-6)
     for g in pccore.state_energy_grad(net, x, y, eo.states):  # and it is a stationary point
         assert float(np.abs(rt64.to_numpy(g)).max()) < 1e-9
+
+
+# --------------------------------------------------------------- bad input
+def test_bad_models_fail_early_with_clear_errors(backend):
+    from pccore.errors import InputError
+    from pccore.nn import MissingOp, ShapeError
+
+    rt = pccore.runtime(backend, dtype="float64")
+    net, x, y, _ = _build(rt, "cnn")
+    with pytest.raises(InputError, match=r"x must have shape \(\*, 2, 8, 8\), got \(3, 3, 8, 8\) "
+                                         r"\(the network's input_shape is \(2, 8, 8\)\)"):
+        net.forward(rt.asarray(np.zeros((3, 3, 8, 8))))
+    with pytest.raises(InputError, match=r"x must have shape \(\*, 2, 8, 8\), got \(3, 128\)"):
+        pccore.ErrorOptimization(5, 0.1).run(net, rt.asarray(np.zeros((3, 128))), y)
+    with pytest.raises(ShapeError, match=r"block 1 \(Linear\(out_features=3, bias=True\)\) does not fit its "
+                                         r"input \(3, 4, 4\): .*got \(3, 4, 4\) \(add Flatten\(\) before it\)"):
+        pccore.network(rt, [Sequential(Conv2d(3, 3, padding=1), MaxPool2d(2)), Linear(3)], (2, 8, 8))
+    with pytest.raises(ShapeError, match=r"body's output \(4, 8, 8\) does not match the input \(identity "
+                                         r"shortcut\) \(2, 8, 8\)"):
+        pccore.network(rt, [Residual(Conv2d(4, 3, padding=1)), Flatten()], (2, 8, 8))
+    with pytest.raises(ShapeError, match=r"input channels 3 are not divisible by groups=2"):
+        pccore.network(rt, [Conv2d(4, 3, groups=2)], (3, 8, 8))
+    with pytest.raises(ShapeError, match=r"smaller than the window"):
+        pccore.network(rt, [MaxPool2d(4), MaxPool2d(4)], (1, 8, 8))
+    with pytest.raises(InputError, match=r"blocks\[1\] must be a pccore.nn op .*got builtins.object.*Foreign"):
+        pccore.network(rt, [Linear(3), object()], (4,))
+    with pytest.raises(InputError, match="kernel_size must be >= 1"):
+        Conv2d(3, 0)
+    if backend == "numpy":
+        with pytest.raises(MissingOp, match=r"Foreign\(tanh\) .*needs the backend op 'vjp', which the 'numpy' "
+                                            r"backend does not supply.*torch or jax"):
+            pccore.network(rt, [Linear(4), Foreign(lambda p, x: np.tanh(x), (), name="tanh")], (4,))
+
+
+def test_same_seed_same_numbers_across_backends_after_training(backend):
+    """50 compiled EO steps of a small CNN in float32 land within 1e-4 of NumPy's."""
+    def train(name):
+        rt = pccore.runtime(name, dtype="float32")
+        net = pccore.nn.cnn(rt, (1, 8, 8), 4, channels=(3, 4), seed=3)
+        rng = np.random.default_rng(4)
+        x, y = rng.standard_normal((16, 1, 8, 8)), np.eye(4)[rng.integers(0, 4, 16)]
+        session = pccore.Trainer("eo", inference=pccore.ErrorOptimization(iters=6, lr=0.1), loss="ce",
+                                 runtime=rt, progress=False).session(net)
+        for _ in range(50):
+            session.step(rt.asarray(x), rt.asarray(y))
+        return [rt.to_numpy(p) for p in session.params]
+
+    ours, ref = train(backend), train("numpy")
+    for a, b in zip(ours, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

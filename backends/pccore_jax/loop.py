@@ -44,9 +44,22 @@ def _once(carry, args, body):
     return body(carry, args)
 
 
+def _tracer_type() -> type:
+    core = getattr(jax, "core", None)
+    found = getattr(core, "Tracer", None)
+    if found is None:  # pragma: no cover - newer JAX without the public alias
+        from jax._src import core as _core
+
+        found = _core.Tracer
+    return found
+
+
+_TRACER = _tracer_type()
+
+
 def tracing(*trees) -> bool:
     """True when any leaf of ``trees`` is a tracer (we are inside jit/grad/vmap)."""
-    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(trees))
+    return any(isinstance(leaf, _TRACER) for leaf in jax.tree_util.tree_leaves(trees))
 
 
 def compiled_loop(body, carry, n, args, until):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pccore.errors import MissingDependency
 
 try:
@@ -45,7 +47,8 @@ class TorchBackend:
 
     @hookimpl
     def pccore_default_device(self):
-        return "cpu"
+        # PCCORE_TORCH_DEVICE (e.g. "cuda:0") makes unchanged code and tests use a GPU
+        return os.environ.get("PCCORE_TORCH_DEVICE", "cpu")
 
     @hookimpl
     def pccore_dtype(self, name):
