@@ -70,7 +70,7 @@ def _backprop_wrt_outputs(backend, rt, net, x, y):
 
         ACTS = [torch.tanh] * (net.depth - 1) + [lambda a: a]
 
-        zeros = tuple(torch.zeros(x.shape[0], w, dtype=x.dtype) for w in net.widths[1:-1])
+        zeros = tuple(torch.zeros(x.shape[0], w, dtype=x.dtype, device=x.device) for w in net.widths[1:-1])
         return host(rt, torch.func.grad(loss)(zeros))
     if backend == "jax":
         import jax
@@ -134,11 +134,13 @@ def test_same_result_across_backends(backend, method, optimizer, lr):
     references = [_cross_run("numpy", "float64", method, optimizer, lr)]
     if backend != "numpy":
         references.append(_cross_run("numpy", "float32", method, optimizer, lr))
+    # on GPUs JAX multiplies float32 matrices in TF32 by default (jax_default_matmul_precision)
+    tol = 1e-3 if backend == "jax" and not pccore.runtime("jax").device.startswith("cpu") else 1e-4
     for ref_states, ref_energy, ref_n in references:
         assert n == ref_n == 100
         for k, (s, r) in enumerate(zip(states, ref_states)):
-            assert rel(s, r) < 1e-4, f"layer {k}"
-        assert energy == pytest.approx(ref_energy, rel=1e-4)
+            assert rel(s, r) < tol, f"layer {k}"
+        assert energy == pytest.approx(ref_energy, rel=tol)
 
 
 # ------------------------------------------------------ EO vs SO, 20 layers

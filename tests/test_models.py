@@ -288,7 +288,10 @@ def test_block_jvps(backend, model):
                 import jax
 
                 ref = jax.jvp(lambda z: fwd(block, p, z), (rt.asarray(s),), (rt.asarray(t),))[1]
-            np.testing.assert_allclose(ours, rt.to_numpy(ref), rtol=1e-8, atol=1e-12)
+            # JAX's own max-pool derivative runs at reduced precision on GPUs (it warns so):
+            # there the oracle is only float32-accurate; finite differences above still hold
+            loose = backend == "jax" and rt.device.startswith("gpu") and model in ("cnn", "grouped")
+            np.testing.assert_allclose(ours, rt.to_numpy(ref), rtol=1e-6 if loose else 1e-8, atol=1e-12)
 
 
 def test_vjp_is_the_transpose_of_the_jvp(backend, model):
