@@ -159,7 +159,7 @@ def run_train(backends: list[str], device: str | None, quick: bool, repeats: int
             continue
         for model in models:
             n = _steps_per_sample(model, quick, device)
-            samples = interleaved(step_entries(rt, model, n), repeats)
+            samples = interleaved(step_entries(rt, model, n), repeats if quick else max(repeats, 11))
             rows += _rows(b, model, samples)
             print(f"[train] {b} {model}: " + ", ".join(f"{k} {1e3 * median(v):.3f} ms" for k, v in samples.items()),
                   file=sys.stderr, flush=True)

@@ -145,3 +145,25 @@ def test_float32(rt32):
     np.testing.assert_allclose(rt32.to_numpy(eq.energy), energy, rtol=1e-4, atol=1e-5)
     for got, want in zip(eq.states, states):
         np.testing.assert_allclose(rt32.to_numpy(got), want, rtol=1e-4, atol=1e-4)
+
+
+def test_closed_form_with_linear_residual_blocks(rt64):
+    """f(s) = (I + W) s + b blocks: the closed form with A = I + W zeroes both gradients and
+    matches a long EO run; non-linear residuals are refused."""
+    from pccore.nn import Linear, Residual
+
+    rng = np.random.default_rng(7)
+    net = pccore.network(rt64, [Linear(6), Residual(Linear(6)), Residual(Linear(6, bias=False)), Linear(3)],
+                         (5,), seed=2)
+    net = net.with_params([rt64.asarray(0.3 * rng.standard_normal(p.shape)) for p in net.flat_params()])
+    x, y = rt64.asarray(rng.standard_normal((4, 5))), rt64.asarray(rng.standard_normal((4, 3)))
+    eq = pccore.analytic.linear_equilibrium(net, x, y)
+    for g in pccore.state_energy_grad(net, x, y, eq.states) + pccore.error_energy_grad(net, x, y, eq.errors):
+        assert float(np.abs(rt64.to_numpy(g)).max()) < 1e-12
+    assert float(pccore.state_energy(net, x, y, eq.states)) == pytest.approx(float(np.sum(rt64.to_numpy(eq.energy))), rel=1e-12)
+    res = pccore.ErrorOptimization(iters=5000, lr=0.1, tol=1e-12).run(net, x, y)
+    for s, o in zip(res.states, eq.states):
+        np.testing.assert_allclose(rt64.to_numpy(s), rt64.to_numpy(o), atol=1e-9)
+    bad = pccore.network(rt64, [Linear(6), Residual(Linear(6), activation="tanh"), Linear(3)], (5,))
+    with pytest.raises(pccore.InputError, match=r"block 1 is Residual"):
+        pccore.analytic.linear_equilibrium(bad, x, y)
