@@ -18,8 +18,11 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# Two workers: the suite is dominated by single-threaded work (JAX compiles, small arrays).
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 # The demo's matrices are small (64 x 128 x 128): one BLAS thread is fastest and avoids
 # the heavy slow-downs of spinning BLAS threads on a busy machine.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import attrs
@@ -34,8 +35,12 @@ class OptaxOptimizer:
         return self.transform().init(tuple(params))
 
     def update(self, params: tuple, grads: tuple, state: Any) -> tuple[tuple, Any]:
-        updates, state = self.transform().update(tuple(grads), state, tuple(params))
-        return tuple(optax.apply_updates(tuple(params), updates)), state
+        """One step; a single jitted call when used eagerly, inlined inside compiled code."""
+        return _update(self, tuple(params), tuple(grads), state)
+
+    def _step(self, params: tuple, grads: tuple, state: Any) -> tuple[tuple, Any]:
+        updates, state = self.transform().update(grads, state, params)
+        return tuple(optax.apply_updates(params, updates)), state
 
     def state_to_host(self, state: Any) -> dict:
         """The optax state's leaves as host NumPy arrays keyed "0", "1", ..., for checkpoints."""
@@ -49,6 +54,11 @@ class OptaxOptimizer:
         new = [jax.device_put(np.asarray(host[str(i)]).astype(leaf.dtype), leaf.sharding)
                for i, leaf in enumerate(leaves)]
         return jax.tree_util.tree_unflatten(treedef, new)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _update(opt: OptaxOptimizer, params: tuple, grads: tuple, state: Any) -> tuple[tuple, Any]:
+    return opt._step(params, grads, state)
 
 
 def make_optimizer(name: str, hyper: dict) -> OptaxOptimizer:
