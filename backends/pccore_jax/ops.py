@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from pccore.nn.kernels import OpSet
+
 _DIMS = ("NCHW", "OIHW", "NCHW")
 
 
@@ -195,17 +197,8 @@ def jvp(fn, params, x, t):
     return jax.jvp(lambda x_: fn(params, x_), (x,), (t,))
 
 
-class JaxOps:
-    """The kernels as attributes; one instance (``OPS``), hashed by identity."""
-
-    def __init__(self, **kernels):
-        self.__dict__.update(kernels)
-
-    def __repr__(self) -> str:
-        return f"JaxOps({', '.join(self.__dict__)})"
-
-
-OPS = JaxOps(
+OPS = OpSet(
+    "jax",
     conv2d=conv2d,
     conv2d_input_grad=conv2d_input_grad,
     conv2d_weight_grad=conv2d_weight_grad,

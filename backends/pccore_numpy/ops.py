@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from pccore.nn.kernels import OpSet
+
 
 def _pad(x, padding, value=0.0):
     ph, pw = padding
@@ -131,17 +133,8 @@ def avg_pool2d_vjp(g, input_shape, kernel, stride, padding):
     return np.ascontiguousarray(gxp[:, :, ph : ph + h, pw : pw + w])
 
 
-class NumpyOps:
-    """The kernels as attributes; one instance (``OPS``), hashed by identity."""
-
-    def __init__(self, **kernels):
-        self.__dict__.update(kernels)
-
-    def __repr__(self) -> str:
-        return f"NumpyOps({', '.join(self.__dict__)})"
-
-
-OPS = NumpyOps(
+OPS = OpSet(
+    "numpy",
     conv2d=conv2d,
     conv2d_input_grad=conv2d_input_grad,
     conv2d_weight_grad=conv2d_weight_grad,

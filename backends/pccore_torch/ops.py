@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pccore.nn.kernels import OpSet
+
 _aten = torch.ops.aten
 
 
@@ -106,17 +108,8 @@ def jvp(fn, params, x, t):
     return torch.func.jvp(lambda x_: fn(params, x_), (x,), (t,))
 
 
-class TorchOps:
-    """The kernels as attributes; one instance (``OPS``), hashed by identity."""
-
-    def __init__(self, **kernels):
-        self.__dict__.update(kernels)
-
-    def __repr__(self) -> str:
-        return f"TorchOps({', '.join(self.__dict__)})"
-
-
-OPS = TorchOps(
+OPS = OpSet(
+    "torch",
     conv2d=conv2d,
     conv2d_input_grad=conv2d_input_grad,
     conv2d_weight_grad=conv2d_weight_grad,

@@ -68,3 +68,16 @@ class Bound:
 
     def __call__(self, *args: Any) -> Any:
         return self.fn(*self.static, *args)
+
+
+class OpSet:
+    """What a backend's ``pccore_ops`` returns: its kernels as attributes. Build one at import
+    time (``OPS = OpSet(conv2d=..., ...)``): it hashes by identity, so compiled functions
+    keyed on a network's kernels are shared by every runtime of the backend."""
+
+    def __init__(self, name: str, **kernels: Callable):
+        self.name = name
+        self.__dict__.update(kernels)
+
+    def __repr__(self) -> str:
+        return f"OpSet({self.name}: {', '.join(k for k in self.__dict__ if k != 'name')})"
