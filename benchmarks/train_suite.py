@@ -114,12 +114,13 @@ def _block(rt: Any, arrays: Any) -> Any:
     return arrays
 
 
-def contention(quick: bool) -> dict:
+def contention(quick: bool, rounds: int = 3) -> dict:
     """``pccore energy --steps 10`` (numpy, digits) with the CLI's default threads (1) and with
     the framework's default (``--threads 0``), on an idle machine and with one busy process
-    per core; wall seconds and the contended/idle ratios."""
+    per core, ``rounds`` times each (medians); wall seconds and the contended/idle ratios."""
     steps = "3" if quick else "10"
-    out: dict = {"command": f"python -m pccore energy --steps {steps} --quiet", "cores": os.cpu_count()}
+    out: dict = {"command": f"python -m pccore energy --steps {steps} --quiet", "cores": os.cpu_count(),
+                 "rounds": rounds}
 
     def run(threads: str) -> float:
         with tempfile.TemporaryDirectory() as tmp:
@@ -129,17 +130,24 @@ def contention(quick: bool) -> dict:
                            env={k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")})
             return time.perf_counter() - t0
 
+    times: dict = {label: {"threads_1_s": [], "threads_default_s": []} for label in ("idle", "contended")}
+    for _ in range(rounds if not quick else 1):
+        for label in ("idle", "contended"):
+            busy = []
+            if label == "contended":
+                busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+                time.sleep(1.0)
+            try:
+                times[label]["threads_1_s"].append(run("1"))
+                times[label]["threads_default_s"].append(run("0"))
+            finally:
+                for p in busy:
+                    p.kill()
+                    p.wait()
     for label in ("idle", "contended"):
-        busy = []
-        if label == "contended":
-            busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
-            time.sleep(1.0)
-        try:
-            out[label] = {"load": _load(), "threads_1_s": run("1"), "threads_default_s": run("0")}
-        finally:
-            for p in busy:
-                p.kill()
-                p.wait()
+        out[label] = {k: float(np.median(v)) for k, v in times[label].items()}
+        out[label]["samples"] = times[label]
+    out["load"] = _load()
     for key in ("threads_1_s", "threads_default_s"):
         out[f"{key}_contended_over_idle"] = out["contended"][key] / out["idle"][key]
     return out
@@ -235,7 +243,7 @@ def markdown(p: dict) -> str:
         for key, label in (("threads_1_s", "1 (CLI default)"), ("threads_default_s", "framework default")):
             lines.append(f"| {label} | {c['idle'][key]:.2f} | {c['contended'][key]:.2f} | "
                          f"{c[key + '_contended_over_idle']:.2f} |")
-        lines.append(f"\nload idle {c['idle']['load']}, contended {c['contended']['load']}")
+        lines.append(f"\nmedians of {c['rounds']} rounds; load after: {c['load']}")
     if m["notes"]:
         lines += ["", "Notes:"] + [f"- {n}" for n in m["notes"]]
     return "\n".join(lines) + "\n"
