@@ -8,6 +8,8 @@ same energies written here independently, with torch.nn.functional / jax.lax for
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -366,6 +368,29 @@ def test_same_seed_same_numbers_across_backends_after_training(backend):
             session.step(rt.asarray(x), rt.asarray(y))
         return [rt.to_numpy(p) for p in session.params]
 
-    ours, ref = train(backend), train("numpy")
+    with _full_float32(backend):  # on GPUs both frameworks default to TF32 products
+        ours = train(backend)
+    ref = train("numpy")
     for a, b in zip(ours, ref):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@contextlib.contextmanager
+def _full_float32(backend):
+    """float32 matrix products and convolutions without TF32 (a no-op on CPUs)."""
+    if backend == "jax":
+        import jax
+
+        with jax.default_matmul_precision("highest"):
+            yield
+    elif backend == "torch":
+        import torch
+
+        saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    else:
+        yield
