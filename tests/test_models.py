@@ -394,3 +394,22 @@ def _full_float32(backend):
             torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
     else:
         yield
+
+
+def test_network_is_a_jax_pytree():
+    jax = pytest.importorskip("jax")
+    if "jax" not in pccore.available_backends():
+        pytest.skip("jax backend not installed")
+    rt = pccore.runtime("jax", dtype="float64")
+    net, x, y, _ = _build(rt, "cnn")
+    leaves = jax.tree_util.tree_leaves(net)
+    assert len(leaves) == len(net.flat_params())
+    doubled = jax.tree_util.tree_map(lambda p: 2 * p, net)
+    assert doubled.structure == net.structure
+    np.testing.assert_allclose(np.asarray(doubled.params[0][0]), 2 * np.asarray(net.params[0][0]))
+    jitted = jax.jit(lambda n, x: pccore.forward(n, x))
+    np.testing.assert_allclose(np.asarray(jitted(net, x)), np.asarray(net.forward(x)), rtol=1e-12)
+    grads = jax.grad(lambda n: pccore.get_loss("mse").value(jax.numpy, pccore.forward(n, x), y))(net)
+    bp = pccore.backprop_grads(net, x, y)
+    for a, b in zip(jax.tree_util.tree_leaves(grads), net.structure.flatten(bp)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)

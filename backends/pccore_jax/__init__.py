@@ -129,4 +129,17 @@ class JaxBackend:
         (jnp.zeros(()) + 0).block_until_ready()
 
 
+def _register_network() -> None:
+    """``pccore.Network`` as a JAX pytree: the parameters are its leaves, the structure and
+    kernels its static part, so networks pass through ``jax.jit``, ``jax.grad``, ``vmap``."""
+    from pccore.nn.network import Network
+
+    jax.tree_util.register_pytree_node(
+        Network,
+        lambda net: (net.params, (net.structure, net.kernels)),
+        lambda aux, params: Network(aux[0], params, aux[1]),
+    )
+
+
+_register_network()
 backend = JaxBackend()
