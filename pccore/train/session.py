@@ -27,6 +27,7 @@ class TrainSession:
         self.opt_state = self.optimizer.init(self.params)
         self.step_count = 0
         self._compiled = None
+        self._checked: tuple | None = None
 
     @property
     def net(self) -> Network:
@@ -55,7 +56,10 @@ class TrainSession:
         (``float()`` them when needed): the batch-mean output loss of the feed-forward
         prediction before the update, and the inference energy / batch at the states found
         (None for bp)."""
-        check_input(self._template, x, y)
+        key = (type(x), type(y), tuple(x.shape), tuple(y.shape), x.dtype, y.dtype)
+        if key != self._checked:  # the same kind of batch again: already validated
+            check_input(self._template, x, y)
+            self._checked = key
         if self.eager:
             loss, energy = self._eager_step(x, y)
         else:
