@@ -35,13 +35,15 @@ class DeviceNotFound(PCCoreError, ValueError):
 
 
 class InferenceDiverged(PCCoreError, FloatingPointError):
-    """Inference produced inf/NaN; names the method, learning rate and iteration."""
+    """Inference produced inf/NaN; names the method, its setting (e.g. ``lr=0.1``) and the
+    first non-finite iteration."""
 
-    def __init__(self, method: str, lr: float, iteration: int, what: str = "energy"):
-        self.method, self.lr, self.iteration = method, lr, iteration
+    def __init__(self, method: str, setting: str, iteration: int, what: str = "energy"):
+        self.method, self.setting, self.iteration = method, setting, iteration
+        hint = "lower lr or use a different optimizer" if setting.startswith("lr=") else "check the inputs"
         super().__init__(
-            f"{method} diverged: the {what} became non-finite at iteration {iteration} "
-            f"with lr={lr:g}; lower lr or use a different optimizer"
+            f"{method} diverged: the {what} became non-finite at iteration {iteration}"
+            + (f" with {setting}" if setting else "") + f"; {hint}"
         )
 
 

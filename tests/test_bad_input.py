@@ -237,7 +237,7 @@ def test_linear_equilibrium_checks_shapes(backend):
     ({"iters": 0, "lr": 0.1}, "iters must be an integer >= 1, got 0"),
     ({"iters": 2.5, "lr": 0.1}, "iters must be an integer >= 1"),
     ({"iters": 5, "lr": -0.1}, "lr must be a number > 0, got -0.1"),
-    ({"iters": 5, "lr": 0.1, "tol": -1.0}, "tol must be None or a number >= 0"),
+    ({"iters": 5, "lr": 0.1, "tol": -1.0}, "tol must be None or a finite number >= 0"),
 ])
 def test_bad_inference_settings(backend, kwargs, match):
     with pytest.raises(InputError, match=match):

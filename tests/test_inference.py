@@ -299,8 +299,9 @@ def test_bad_inputs_are_named(backend):
     ({"lr": 0.0}, "lr must be a number > 0"),
     ({"lr": -0.1}, "lr must be a number > 0"),
     ({"lr": "0.1"}, "lr must be a number > 0"),
-    ({"tol": "1e-3"}, "tol must be None or a number >= 0"),
-    ({"tol": -1.0}, "tol must be None or a number >= 0"),
+    ({"tol": "1e-3"}, "tol must be None or a finite number >= 0"),
+    ({"tol": -1.0}, "tol must be None or a finite number >= 0"),
+    ({"tol": float("nan")}, "tol must be None or a finite number >= 0"),
     ({"optimizer": 3}, "optimizer must be a name"),
 ])
 @pytest.mark.parametrize("method", ["EO", "SO"])

@@ -279,7 +279,7 @@ def test_trainer_input_errors():
     data = teacher_data()
     with pytest.raises(InputError, match="method must be one of"):
         pccore.Trainer("pc")
-    with pytest.raises(InputError, match="needs inference=pccore.ErrorOptimization"):
+    with pytest.raises(InputError, match=r"needs an inference method on the errors \(e.g. pccore.ErrorOptimization"):
         pccore.Trainer("eo", inference=pccore.StateOptimization(5, 0.1))
     with pytest.raises(InputError, match="must be None for method='bp'"):
         pccore.Trainer("bp", inference=pccore.ErrorOptimization(5, 0.1))

@@ -19,7 +19,7 @@ import attrs
 
 from ..backprop import backprop_sweep
 from ..energy import energy_from, local_sweep, local_sweep_errors
-from ..inference import Step, _rms, start_point
+from ..inference.step import Step, rms as _rms, start_point
 from ..nn.kernels import Kernels
 from ..nn.network import Structure, forward
 
@@ -55,8 +55,8 @@ class PCStep:
         args = (params, first[0], y)
         values = start_point(s.method, k, structure, params, first[0])
         g, loss, _ = s.grads_energy(args, values)
-        inner = s.opt.init(values)
-        values, inner = s.opt.update(tuple(values), tuple(g), inner)
+        inner = s.rule.init(values)
+        values, inner = s.rule.update(s, args, tuple(values), inner, tuple(g))
         norm = _rms(xp, g) if s.track_norm else xp.full((), math.inf, dtype=x.dtype, device=compat.device(x))
         (values, _, _), _ = k.run_loop(s, (tuple(values), inner, norm), self.iters - 1, args, self.until)
         sweep = local_sweep_errors if s.method == "EO" else local_sweep

@@ -17,7 +17,7 @@ from ..checks import check_positive_float, check_positive_int
 from ..data import Dataset, batches
 from ..errors import InputError, TrainingDiverged
 from ..events import EpochEnd, TrainStep
-from ..inference import ErrorOptimization, StateOptimization, _Optimization
+from ..inference import ErrorOptimization, Inference as _Optimization, StateOptimization
 from ..losses import get_loss
 from ..nn.network import Network
 from ..runtime import Runtime, check_runtime, runtime_for
@@ -49,10 +49,12 @@ def _check_inference(method: str, inference: Any) -> _Optimization | None:
         return _default_inference(method)
     if method == "bp":
         raise InputError("inference must be None for method='bp' (backprop needs no inference)")
-    want = ErrorOptimization if method == "eo" else StateOptimization
-    if not isinstance(inference, want):
+    want = method.upper()  # "EO": a method on the errors (EO, NewtonCG, ErrorODE); "SO": states
+    if not isinstance(inference, _Optimization) or inference.method != want:
+        example = "ErrorOptimization" if method == "eo" else "StateOptimization"
         raise InputError(
-            f"method={method!r} needs inference=pccore.{want.__name__}(...), got {inference!r}"
+            f"method={method!r} needs an inference method on the {'errors' if want == 'EO' else 'states'} "
+            f"(e.g. pccore.{example}(...)), got {inference!r}"
         )
     return inference
 
