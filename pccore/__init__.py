@@ -61,11 +61,11 @@ __all__ = [
 ]
 
 from .events import EpochEnd, InferenceStart, InferenceStep, TrainStep  # noqa: E402
-from .inference import ErrorOptimization, InferenceResult, StateOptimization  # noqa: E402
+from .inference import ErrorOptimization, InferenceResult, NewtonCG, StateOptimization  # noqa: E402
 from .runtime import runtime_for  # noqa: E402
 
 __all__ += [
-    "EpochEnd", "ErrorOptimization", "InferenceResult", "InferenceStart", "InferenceStep",
+    "EpochEnd", "ErrorOptimization", "InferenceResult", "InferenceStart", "InferenceStep", "NewtonCG",
     "StateOptimization", "TrainStep", "runtime_for",
 ]
 

@@ -107,7 +107,8 @@ def pccore_ops():
       kernel beats the Array API formula's several;
     - ``vjp(fn, params, x) -> (y, pullback)`` with ``pullback(g) -> (gparams, gx)`` and
       ``jvp(fn, params, x, t) -> (y, ty)``: the framework's autodiff of
-      ``y = fn(params, x)`` (params a tuple of arrays), for ``Foreign`` blocks only.
+      ``y = fn(params, x)`` (params a tuple of arrays), for ``Foreign`` blocks only; and
+      ``vjp_jvp(fn, params, x, g, t)``: d/de [J(x + e t)^T g] (exact Hessian products).
     """
 
 

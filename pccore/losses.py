@@ -27,6 +27,15 @@ class MSE:
     def grad(self, xp: Any, yhat: Any, y: Any) -> Any:
         return self.precision * (yhat - y)
 
+    def per_sample(self, xp: Any, yhat: Any, y: Any) -> Any:
+        """The loss of each sample, (batch,)."""
+        d = xp.reshape(yhat - y, (yhat.shape[0], -1))
+        return 0.5 * self.precision * xp.sum(d * d, axis=1)
+
+    def hvp(self, xp: Any, yhat: Any, y: Any, v: Any) -> Any:
+        """d^2C/dyhat^2 v: precision * v."""
+        return self.precision * v
+
 
 def _log_softmax(xp: Any, z: Any) -> Any:
     z = z - xp.max(z, axis=1, keepdims=True)
@@ -45,6 +54,16 @@ class CrossEntropy:
     def grad(self, xp: Any, yhat: Any, y: Any) -> Any:
         p = xp.exp(_log_softmax(xp, yhat))
         return p * xp.sum(y, axis=1, keepdims=True) - y
+
+    def per_sample(self, xp: Any, yhat: Any, y: Any) -> Any:
+        """The loss of each sample, (batch,)."""
+        return -xp.sum(y * _log_softmax(xp, yhat), axis=1)
+
+    def hvp(self, xp: Any, yhat: Any, y: Any, v: Any) -> Any:
+        """d^2C/dyhat^2 v = sum(y) (diag(p) - p p^T) v per sample, p = softmax(yhat)."""
+        p = xp.exp(_log_softmax(xp, yhat))
+        pv = p * v
+        return xp.sum(y, axis=1, keepdims=True) * (pv - p * xp.sum(pv, axis=1, keepdims=True))
 
 
 LOSSES = {"mse": MSE, "ce": CrossEntropy}

@@ -192,6 +192,16 @@ def vjp(fn, params, x):
     return y, pullback
 
 
+def vjp_jvp(fn, params, x, g, t):
+    """d/de [J(x + e t)^T g] at e = 0: forward-mode over reverse-mode."""
+    params = tuple(params)
+
+    def pull(x_):
+        return jax.vjp(lambda z: fn(params, z), x_)[1](g)[0]
+
+    return jax.jvp(pull, (x,), (t,))[1]
+
+
 def jvp(fn, params, x, t):
     params = tuple(params)
     return jax.jvp(lambda x_: fn(params, x_), (x,), (t,))
@@ -209,4 +219,5 @@ OPS = OpSet(
     avg_pool2d_vjp=avg_pool2d_vjp,
     vjp=vjp,
     jvp=jvp,
+    vjp_jvp=vjp_jvp,
 )

@@ -103,6 +103,16 @@ def vjp(fn, params, x):
     return y, pullback
 
 
+def vjp_jvp(fn, params, x, g, t):
+    """d/de [J(x + e t)^T g] at e = 0: forward-mode over reverse-mode."""
+    params = tuple(params)
+
+    def pull(x_):
+        return torch.func.vjp(lambda z: fn(params, z), x_)[1](g)[0]
+
+    return torch.func.jvp(pull, (x,), (t,))[1]
+
+
 def jvp(fn, params, x, t):
     params = tuple(params)
     return torch.func.jvp(lambda x_: fn(params, x_), (x,), (t,))
@@ -122,4 +132,5 @@ OPS = OpSet(
     activation_vjp=activation_vjp,
     vjp=vjp,
     jvp=jvp,
+    vjp_jvp=vjp_jvp,
 )

@@ -11,10 +11,11 @@
 
 from .driver import Inference
 from .gradient import ErrorOptimization, StateOptimization
+from .newton import NewtonCG
 from .result import InferenceResult
 from .step import Converged, Descent, Solve, Start, Step, start_point
 
 __all__ = [
-    "Converged", "Descent", "ErrorOptimization", "Inference", "InferenceResult", "Solve", "Start",
+    "Converged", "Descent", "ErrorOptimization", "Inference", "InferenceResult", "NewtonCG", "Solve", "Start",
     "StateOptimization", "Step", "start_point",
 ]

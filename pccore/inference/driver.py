@@ -81,7 +81,7 @@ class Inference:
             carry, n = None, 0
             if rt.observes("pccore_inference_step"):
                 args = (net.params, first_output(net, x), y)
-                carry, n = self._observed(rt, step, _compiled(rt, Start(step))(net.params, x), args, net, x)
+                carry, n = self._observed(rt, step, _compiled(rt, Start(step))(net.params, x, y), args, net, x)
             out = _compiled(rt, Solve(step, self.until))(net.params, x, y, carry, self.iters - n)
             result = self._result(rt, step, net, x, y, out, n)
         rt.pm.hook.pccore_inference_end(result=result)
@@ -116,7 +116,7 @@ class Inference:
 
     def _first_nonfinite(self, rt, step, args, net, x, n):
         """Replay from the start, one step at a time: the first point with a non-finite energy."""
-        carry = _compiled(rt, Start(step))(net.params, x)
+        carry = _compiled(rt, Start(step))(net.params, x, args[2])
         for i in range(n + 1):
             if not bool(rt.xp.isfinite(step.grads_energy(args, carry[0], backward=False)[1])):
                 return i

@@ -27,7 +27,7 @@ class Descent:
 
     opt: Any
 
-    def init(self, values: tuple) -> Any:
+    def init(self, step: "Step", args: tuple, values: tuple) -> Any:
         return self.opt.init(values)
 
     def update(self, step: "Step", args: tuple, values: tuple, state: Any, g: Any) -> tuple:
@@ -97,12 +97,12 @@ class Start:
 
     step: Step
 
-    def __call__(self, params: tuple, x: Any) -> tuple:
+    def __call__(self, params: tuple, x: Any, y: Any) -> tuple:
         step = self.step
         f0x = step.structure.blocks[0](step.kernels, params[0], x)
         values = start_point(step.method, step.kernels, step.structure, params, f0x)
         inf = step.kernels.xp.full((), math.inf, dtype=x.dtype, device=compat.device(x))
-        return values, step.rule.init(values), inf
+        return values, step.rule.init(step, (params, f0x, y), values), inf
 
 
 @attrs.frozen
@@ -120,7 +120,7 @@ class Solve:
     def __call__(self, params: tuple, x: Any, y: Any, carry: tuple | None, n: Any) -> tuple:
         step = self.step
         if carry is None:  # a fused run: the start point too, in the same call
-            carry = Start(step)(params, x)
+            carry = Start(step)(params, x, y)
         args = (params, step.structure.blocks[0](step.kernels, params[0], x), y)
         carry, m = step.kernels.run_loop(step, carry, n, args, self.until)
         grads, energy, other = step.grads_energy(args, tuple(carry[0]), backward=step.track_norm)

@@ -30,6 +30,16 @@ class Activation(Op):
         """phi'(a), given also y = phi(a) (cheaper for tanh and sigmoid)."""
         raise NotImplementedError
 
+    def deriv2(self, xp: Any, a: Any, y: Any) -> Any:
+        """phi''(a), or None where it is zero almost everywhere (piecewise-linear ops)."""
+        return None
+
+    def hvp_term(self, k, params, res, g, t):
+        if self.linear:
+            return None
+        d2 = self.deriv2(k.xp, *res)
+        return None if d2 is None else d2 * t * g
+
     def config(self) -> dict:
         return {f.name: getattr(self, f.name) for f in attrs.fields(type(self))}
 
@@ -112,6 +122,9 @@ class Tanh(Activation):
     def deriv(self, xp, a, y):
         return 1.0 - y * y
 
+    def deriv2(self, xp, a, y):
+        return -2.0 * y * (1.0 - y * y)
+
 
 @attrs.frozen
 class HardTanh(Activation):
@@ -144,6 +157,9 @@ class Sigmoid(Activation):
     def deriv(self, xp, a, y):
         return y * (1.0 - y)
 
+    def deriv2(self, xp, a, y):
+        return y * (1.0 - y) * (1.0 - 2.0 * y)
+
 
 @attrs.frozen
 class GELU(Activation):
@@ -159,6 +175,14 @@ class GELU(Activation):
         t = xp.tanh(_GELU_C * (a + 0.044715 * a * a * a))
         dt = (1.0 - t * t) * _GELU_C * (1.0 + 3 * 0.044715 * a * a)
         return 0.5 * (1.0 + t) + 0.5 * a * dt
+
+    def deriv2(self, xp, a, y):
+        u = _GELU_C * (a + 0.044715 * a * a * a)
+        du = _GELU_C * (1.0 + 3 * 0.044715 * a * a)
+        t = xp.tanh(u)
+        dt = (1.0 - t * t) * du  # d tanh(u) / da
+        ddt = -2.0 * t * dt * du + (1.0 - t * t) * _GELU_C * 6 * 0.044715 * a
+        return dt + 0.5 * a * ddt
 
 
 ACTIVATIONS: dict[str, type[Activation]] = {

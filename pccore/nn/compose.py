@@ -120,6 +120,26 @@ class Sequential(Op):
             t = op.jvp(k, p, r, t)
         return t
 
+    def hvp_term(self, k, params, res, g, t):
+        # forward tangents at each op's input, cotangents at each op's output, then
+        # sum_i J_1^T .. J_{i-1}^T (d J_i^T / dt_i) g_i, accumulated backwards
+        parts, ts = _split(self.ops, params), [t]
+        for op, p, r in zip(self.ops[:-1], parts, res):
+            ts.append(op.jvp(k, p, r, ts[-1]))
+        cs, c = [None] * len(self.ops), g
+        for i in range(len(self.ops) - 1, -1, -1):
+            cs[i] = c
+            if i > 0:
+                c = self.ops[i].vjp(k, parts[i], res[i], c, True, False)[0]
+        acc = None
+        for i in range(len(self.ops) - 1, -1, -1):
+            if acc is not None:
+                acc = self.ops[i].vjp(k, parts[i], res[i], acc, True, False)[0]
+            term = self.ops[i].hvp_term(k, parts[i], res[i], cs[i], ts[i])
+            if term is not None:
+                acc = term if acc is None else acc + term
+        return acc
+
 
 @attrs.frozen(init=False)
 class Residual(Op):
@@ -207,6 +227,21 @@ class Residual(Op):
         tb = self.body.jvp(k, pb, rb, t)
         ts = t if self.shortcut is None else self.shortcut.jvp(k, ps, rs, t)
         return self.activation.jvp(k, (), ra, tb + ts)
+
+    def hvp_term(self, k, params, res, g, t):
+        pb, ps = self._parts(params)
+        rb, rs, ra = res
+        ga = self.activation.vjp(k, (), ra, g)[0]
+        ta = self.body.jvp(k, pb, rb, t) + (t if self.shortcut is None else self.shortcut.jvp(k, ps, rs, t))
+        acc, act = None, self.activation.hvp_term(k, (), ra, g, ta)
+        if act is not None:  # the activation's term, pulled back through both branches
+            acc = self.body.vjp(k, pb, rb, act, True, False)[0]
+            acc = acc + (act if self.shortcut is None else self.shortcut.vjp(k, ps, rs, act, True, False)[0])
+        for term in (self.body.hvp_term(k, pb, rb, ga, t),
+                     None if self.shortcut is None else self.shortcut.hvp_term(k, ps, rs, ga, t)):
+            if term is not None:
+                acc = term if acc is None else acc + term
+        return acc
 
 
 def resolve(op: Op, runtime: Any, in_shape: tuple) -> tuple[Op, tuple]:

@@ -96,3 +96,6 @@ class Foreign(Op):
 
     def jvp(self, k, params, res, t):
         return k.jvp(self.fn, tuple(params), res[0], t)[1]
+
+    def hvp_term(self, k, params, res, g, t):
+        return k.vjp_jvp(self.fn, tuple(params), res[0], g, t)

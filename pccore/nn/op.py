@@ -74,6 +74,11 @@ class Op:
     def jvp(self, k: Any, params: tuple, res: Any, t: Any) -> Any:
         raise NotImplementedError
 
+    def hvp_term(self, k: Any, params: tuple, res: Any, g: Any, t: Any) -> Any:
+        """The second-order term d/de [J(x + e t)^T g] at e = 0 (input Hessian of <g, f>
+        applied to t), or None where it is zero (linear and piecewise-linear ops)."""
+        return None
+
     def __call__(self, k: Any, params: tuple, x: Any) -> Any:
         """Forward output only."""
         return self.forward(k, params, x)[0]

@@ -55,7 +55,7 @@ class PCStep:
         args = (params, first[0], y)
         values = start_point(s.method, k, structure, params, first[0])
         g, loss, _ = s.grads_energy(args, values)
-        inner = s.rule.init(values)
+        inner = s.rule.init(s, args, values)
         values, inner = s.rule.update(s, args, tuple(values), inner, tuple(g))
         norm = _rms(xp, g) if s.track_norm else xp.full((), math.inf, dtype=x.dtype, device=compat.device(x))
         (values, _, _), _ = k.run_loop(s, (tuple(values), inner, norm), self.iters - 1, args, self.until)

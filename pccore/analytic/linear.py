@@ -14,13 +14,13 @@ from typing import Any
 import array_api_compat as compat
 import attrs
 
-from .errors import InputError
-from .losses import MSE, get_loss
-from .nn.activation import Activation
-from .nn.compose import Residual
-from .nn.linear import Linear
-from .nn.network import Network, check_input
-from .runtime import runtime_for
+from ..errors import InputError
+from ..losses import MSE, get_loss
+from ..nn.activation import Activation
+from ..nn.compose import Residual
+from ..nn.linear import Linear
+from ..nn.network import Network, check_input
+from ..runtime import runtime_for
 
 
 @attrs.frozen
