@@ -6,7 +6,7 @@ STAMP := $(VENV)/.pccore-installed
 OUT ?= out
 DEMO_BACKEND ?= numpy
 
-.PHONY: install test demo bench bench-quick clean
+.PHONY: install test demo bench bench-quick docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks --quick
+
+# The guides and the API reference (from the docstrings) as a site in $(OUT)/site; strict:
+# a missing object or broken reference fails (tests/test_docs.py builds it too).
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict -d $(OUT)/site
+	@echo "documentation in $(OUT)/site: user-guide.html, API reference in api/index.html"
 
 clean:
 	rm -rf $(VENV) $(OUT) build *.egg-info

@@ -23,6 +23,7 @@ from .errors import (
     InputError,
     MissingDependency,
     PCCoreError,
+    TrainingDiverged,
     UnknownNameError,
 )
 from .hookspecs import hookimpl
@@ -52,7 +53,7 @@ def feedforward_states(net: Network, x) -> list:
 __all__ = [
     "ACTIVATIONS", "Activation", "CrossEntropy", "DeviceNotFound",
     "InferenceDiverged", "InputError", "MSE", "MissingDependency", "Network",
-    "PCCoreError", "Runtime", "UnknownNameError", "analytic", "available_backends",
+    "PCCoreError", "Runtime", "TrainingDiverged", "UnknownNameError", "analytic", "available_backends",
     "backends", "error_energy", "error_energy_grad", "errors_from_states",
     "feedforward_states", "forward", "from_equinox", "from_torch", "get_activation", "get_loss",
     "hookimpl",
@@ -61,12 +62,14 @@ __all__ = [
 ]
 
 from .events import EpochEnd, InferenceStart, InferenceStep, TrainStep  # noqa: E402
-from .inference import ErrorOptimization, InferenceResult, NewtonCG, StateOptimization  # noqa: E402
+from .inference import (  # noqa: E402
+    ErrorODE, ErrorOptimization, InferenceResult, NewtonCG, SpectralEO, StateODE, StateOptimization, Target,
+)
 from .runtime import runtime_for  # noqa: E402
 
 __all__ += [
-    "EpochEnd", "ErrorOptimization", "InferenceResult", "InferenceStart", "InferenceStep", "NewtonCG",
-    "StateOptimization", "TrainStep", "runtime_for",
+    "EpochEnd", "ErrorODE", "ErrorOptimization", "InferenceResult", "InferenceStart", "InferenceStep", "NewtonCG",
+    "SpectralEO", "StateODE", "StateOptimization", "Target", "TrainStep", "runtime_for",
 ]
 
 from .data import Dataset, batches, datasets, load_dataset  # noqa: E402

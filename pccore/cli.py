@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import registry
+from . import __version__, registry
 from .errors import InputError, MissingDependency, PCCoreError
 
 EXIT_USER_ERROR = 2
@@ -60,6 +60,11 @@ def _ints(text: str) -> list[int]:
         return [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _devices(text: str) -> int | str:
+    """argparse type of --devices: a count >= 1 or "all"."""
+    return "all" if text.strip() == "all" else _positive_int(text)
 
 
 def _names(text: str) -> list[str]:
@@ -132,7 +137,9 @@ def _train_parser(sub) -> None:
                        help="train an MLP or a CNN with PC (eo, so) or backprop (bp) and report test accuracy",
                        description="Train an MLP or a small CNN with predictive coding or backprop. Writes "
                        "model.npz (pccore.load), history.json and summary.json to --out.")
-    p.add_argument("--method", default="eo", choices=("eo", "so", "bp"), help="eo, so or bp (default eo)")
+    p.add_argument("--method", default="eo", choices=("eo", "so", "bp", "theory"),
+                   help="eo, so, bp or theory (exact equilibrium-energy gradient; linear mlp and mse only) "
+                   "(default eo)")
     p.add_argument("--model", default="mlp", choices=("mlp", "cnn"),
                    help="mlp (--width, --depth, --bias) or cnn: per --channels entry a block "
                    "Conv2d(c, 3, padding=1)+activation+MaxPool2d(2), then Flatten+Linear (default mlp)")
@@ -153,17 +160,57 @@ def _train_parser(sub) -> None:
     p.add_argument("--eval-every", type=_positive_int, default=None, help="test evaluation every N steps (default: each epoch)")
     p.add_argument("--checkpoint", default=None, help="checkpoint file or folder, written at each epoch end")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint when it exists")
-    p.add_argument("--tracker", action="append", default=[], help="observer plugin to register (repeatable), see `pccore plugins`")
+    p.add_argument("--tracker", action="append", default=[], metavar="NAME[:KEY=VALUE,...]",
+                   help="observer plugin to register (repeatable; `pccore plugins` lists them), with its "
+                   "arguments as Python literals, e.g. csv:every=10 or history:every=5,layers=[0,-1]; "
+                   "loggers with an `out` argument (csv, tensorboard) write under --out unless given one")
+    p.add_argument("--devices", type=_devices, default=None,
+                   help="jax: split each batch over N devices of --device's kind, or 'all' (same weights as one "
+                   "device; the batch size must divide by N); torch: start one process per device with "
+                   "`torchrun --nproc-per-node N -m pccore train ...` instead (docs/scaling.md)")
+    p.add_argument("--distributed", action="store_true",
+                   help="join a multi-process run: torch.distributed (on by itself under torchrun) or, for "
+                   "jax, several hosts through jax.distributed.initialize()")
     p.set_defaults(func=cmd_train)
+
+
+def _reproduce_parser(sub) -> None:
+    p = sub.add_parser("reproduce", help="reproduce a published accuracy table over seeds (`--list` names them)",
+                       description="Train each model, method and seed of a reproduction (docs/results.md), "
+                       "writing one JSON per run to --out/runs/ as it ends (a rerun skips finished runs and "
+                       "resumes an interrupted one), then table.md (mean ± std over seeds), summary.json "
+                       "and accuracy.png computed from those files.")
+    p.add_argument("name", nargs="?", help="reproduction: mnist-mlp, depth, mnist-cnn, fashion-mnist, cifar10-vgg5")
+    p.add_argument("--list", action="store_true", help="list the reproductions and their settings, then exit")
+    p.add_argument("--seeds", type=_positive_int, default=None, help="number of seeds 0..N-1 (default the reproduction's)")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="epochs per run (default the reproduction's)")
+    p.add_argument("--methods", type=_names, default=None, help="subset of the methods, e.g. eo,bp (default all)")
+    p.add_argument("--quick", action="store_true", help="smoke size: 1 seed, 1 epoch, 256 training samples, tiny "
+                   "models, at most 3 inference steps (seconds)")
+    p.add_argument("--estimate", action="store_true", help="time a few training steps of each model and method on "
+                   "random data of the dataset's shape and print the expected time; trains nothing, needs no data")
+    g = p.add_argument_group("common options")
+    g.add_argument("--backend", default="numpy", help="array backend: numpy, torch or jax (default numpy)")
+    g.add_argument("--device", default=None, help="device of the backend, e.g. cpu, cuda:0, gpu:0")
+    g.add_argument("--dtype", default="float32", choices=("float32", "float64"), help="floating dtype (default float32)")
+    g.add_argument("--data-dir", default=None, help="folder holding the dataset (torchvision layout, e.g. MNIST/raw/); "
+                   "default $PCCORE_DATA_DIR, else $PCCORE_MNIST_ROOT, else ../shared/data")
+    g.add_argument("--out", default=None, help="output folder (default results/NAME; with --quick out/reproduce/NAME)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars or log lines (the per-run lines stay)")
+    g.add_argument("--threads", type=_count, default=1, help="CPU threads of the backend (default 1; 0 = the "
+                   "framework's default)")
+    p.set_defaults(func=cmd_reproduce)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``pccore`` command."""
     parser = argparse.ArgumentParser(prog="pccore", description="Predictive coding experiments on NumPy, PyTorch and JAX.")
+    parser.add_argument("--version", action="version", version=f"pccore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _compare_parser(sub)
     _energy_parser(sub)
     _train_parser(sub)
+    _reproduce_parser(sub)
     p = sub.add_parser("plugins", help="list installed backends (with devices), trackers, plots and datasets")
     p.set_defaults(func=cmd_plugins)
     return parser
@@ -171,16 +218,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------- helpers
 def _log(args) -> Any:
+    """Messages to stderr (through tqdm when installed, so they do not break a progress bar)."""
+    from .train.progress import write
+
     if args.quiet:
         return lambda message: None
-    return lambda message: print(message, file=sys.stderr, flush=True)
+    return write
 
 
 def _runtime(args, plugins: Sequence[Any] = ()) -> Any:
     from .runtime import runtime
 
     return runtime(args.backend, device=args.device, dtype=args.dtype, plugins=plugins,
-                   threads=args.threads or None)
+                   threads=args.threads or None, devices=getattr(args, "devices", None),
+                   distributed=getattr(args, "distributed", False))
 
 
 def _dataset(args, flatten: bool = True) -> Any:
@@ -194,11 +245,12 @@ def _dataset(args, flatten: bool = True) -> Any:
 
 
 def _out(args) -> Path:
+    from .checks import check_writable
+
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {args.out!r} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    return check_writable("--out", out)  # created, and a read-only folder fails before any work
 
 
 def _check_plots(names: Sequence[str] | None, allowed: Sequence[str]) -> list[str]:
@@ -213,8 +265,22 @@ def _check_plots(names: Sequence[str] | None, allowed: Sequence[str]) -> list[st
 
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False, default=_json_default) + "\n")
+    tmp.write_text(json.dumps(_finite(data), indent=2, allow_nan=False, default=_json_default) + "\n")
     os.replace(tmp, path)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf) as None: valid JSON ("null") instead of
+    a crash; training stops with TrainingDiverged before such numbers reach its files."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return _finite(value.tolist())
+    return value
 
 
 def _json_default(value: Any) -> Any:
@@ -276,7 +342,7 @@ def cmd_energy(args) -> int:
     result = experiments.energy(
         data, rt, width=args.width, depth=args.depth, steps=args.steps, batch_size=args.batch_size,
         lr=args.lr, iters=args.iters, inference_lr=args.inference_lr, test_every=args.test_every,
-        init=args.init, seed=args.seed, log=log)
+        init=args.init, seed=args.seed, log=log, progress=not args.quiet)
     summary = dict(result.summary)
     summary["figures"] = _save_figures(result.figures(plots), out, log)
     _write_json(out / "summary.json", summary)
@@ -292,21 +358,94 @@ def _inference(args) -> Any:
     from .inference import ErrorOptimization, StateOptimization
     from .train import DEFAULT_INFERENCE
 
-    if args.method == "bp":
+    if args.method in ("bp", "theory"):
         if args.iters is not None or args.inference_lr is not None:
-            raise InputError("--iters and --inference-lr apply to --method eo or so, not bp")
+            raise InputError(f"--iters and --inference-lr apply to --method eo or so, not {args.method}")
         return None
     default = DEFAULT_INFERENCE[args.method]
     cls = ErrorOptimization if args.method == "eo" else StateOptimization
     return cls(iters=args.iters or default["iters"], lr=args.inference_lr or default["lr"])
 
 
-def _tracker(name: str) -> Any:
-    """Observer plugin ``name`` from the ``pccore.plugins`` entry points, instantiated."""
+def _split_top_level(text: str) -> list[str]:
+    """``text`` split at the commas outside brackets and quotes: "a=1,b=[2,3]" -> ["a=1", "b=[2,3]"]."""
+    parts, depth, quote, start = [], 0, None, 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return [p for p in parts + [text[start:]] if p.strip()]
+
+
+def _literal(text: str) -> Any:
+    """A tracker argument value: a Python literal (10, 0.5, [0, -1], True, None; also true,
+    false, none), else the text itself (a path or a name)."""
+    import ast
+
+    words = {"true": True, "false": False, "none": None}
+    if text.strip().lower() in words:
+        return words[text.strip().lower()]
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError):
+        return text.strip()
+
+
+def tracker_spec(spec: str) -> tuple[str, dict]:
+    """``--tracker`` text -> (name, keyword arguments): ``"csv"`` -> ("csv", {}),
+    ``"history:every=5,layers=[0,-1]"`` -> ("history", {"every": 5, "layers": [0, -1]})."""
+    name, _, rest = spec.partition(":")
+    kwargs = {}
+    for part in _split_top_level(rest):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip().isidentifier():
+            raise InputError(f"--tracker {spec!r}: arguments must be KEY=VALUE pairs separated by commas, "
+                             f"got {part!r}")
+        kwargs[key.strip()] = _literal(value)
+    return name.strip(), kwargs
+
+
+def _tracker(spec: str, out: Path | None = None) -> Any:
+    """Observer plugin from a ``--tracker`` spec (``NAME[:KEY=VALUE,...]``), loaded from the
+    ``pccore.plugins`` entry points and built with those arguments (``out`` defaults to ``out``
+    when the plugin takes one); wrong or missing arguments are named before any work."""
     import inspect
 
+    name, kwargs = tracker_spec(spec)
     plugin = registry.load(registry.PLUGINS, name, "tracker")
-    return plugin() if inspect.isclass(plugin) else plugin
+    if not inspect.isclass(plugin):
+        if kwargs:
+            raise InputError(f"tracker {name!r} is a ready-made plugin object and takes no arguments")
+        return plugin
+    params = inspect.signature(plugin).parameters
+    if "out" in params and "out" not in kwargs and out is not None:
+        kwargs["out"] = str(out)
+    takes = ", ".join(params) or "no arguments"
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = [k for k in kwargs if k not in params]
+        if unknown:
+            raise InputError(f"tracker {name!r} has no argument {', '.join(unknown)}; it takes {takes}")
+    missing = [p.name for p in params.values() if p.default is p.empty and p.name not in kwargs
+               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if missing:
+        raise InputError(
+            f"tracker {name!r} needs the argument{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            f"(it takes {takes}): give literals as --tracker {name}:{missing[0]}=VALUE, or register it "
+            "from Python when it needs arrays (docs/plugins.md)")
+    try:
+        return plugin(**kwargs)
+    except InputError as err:
+        raise InputError(f"tracker {name!r}: {err}") from None
+    except TypeError as err:
+        raise InputError(f"tracker {name!r} could not be built from {kwargs}: {err}") from None
 
 
 def _model(args, rt, data) -> tuple[Any, dict]:
@@ -332,9 +471,18 @@ def _model(args, rt, data) -> tuple[Any, dict]:
 def cmd_train(args) -> int:
     from .io import save
     from .train import Trainer
+    from .train.parallel import is_main
 
-    out, log = _out(args), _log(args)
-    rt = _runtime(args, plugins=[_tracker(name) for name in args.tracker])
+    # data parallel: torchrun's environment starts torch.distributed; every rank trains, rank 0
+    # alone logs, shows progress, runs the trackers and writes --out
+    args.distributed = args.distributed or (args.backend == "torch" and "WORLD_SIZE" in os.environ)
+    rt = _runtime(args)
+    main = is_main(rt)
+    args.quiet = args.quiet or not main
+    out, log = (_out(args) if main else Path(args.out)), _log(args)
+    trackers = [_tracker(spec, out) for spec in args.tracker] if main else []
+    for tracker in trackers:
+        rt.register(tracker)
     data = _dataset(args, flatten=args.model == "mlp")
     net, described = _model(args, rt, data)
     trainer = Trainer(args.method, inference=_inference(args), optimizer=args.optimizer, lr=args.lr,
@@ -342,18 +490,70 @@ def cmd_train(args) -> int:
                       progress=not args.quiet)
     log(f"training {described} with {trainer!r}")
     before = trainer.evaluate(net, data)
-    net, history = trainer.fit(net, data, epochs=args.epochs, max_steps=args.steps,
-                               eval_every=args.eval_every, checkpoint=args.checkpoint, resume=args.resume)
+    try:
+        net, history = trainer.fit(net, data, epochs=args.epochs, max_steps=args.steps,
+                                   eval_every=args.eval_every, checkpoint=args.checkpoint, resume=args.resume)
+    finally:  # loggers (csv, tensorboard) write out their files
+        for tracker in trackers:
+            getattr(tracker, "close", lambda: None)()
     after = trainer.evaluate(net, data)
+    if not main:
+        return 0
     save(net, out / "model.npz")
     _write_json(out / "history.json", history.as_dict())
     summary = {"experiment": "train", "dataset": data.name, "backend": rt.backend, "device": rt.device,
-               "dtype": rt.dtype, **described, "method": args.method,
+               "dtype": rt.dtype, "devices": 1 if rt.parallel is None else rt.parallel.shards,
+               **described, "method": args.method,
                "steps": len(history.step), "initial": before, "final": after}
     _write_json(out / "summary.json", summary)
     print(f"test accuracy {100 * before['accuracy']:.1f}% -> {100 * after['accuracy']:.1f}% "
           f"(test loss {before['loss']:.4g} -> {after['loss']:.4g}) after {len(history.step)} steps")
     print(f"results in {out}/ (model.npz, history.json, summary.json)")
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from . import reproduce as rep
+
+    if args.list:
+        for name in rep.names():
+            spec = rep.get(name)
+            methods = ", ".join(f"{m.name.upper()} ({m.describe()})" if m.name != "bp" else "BP" for m in spec.methods)
+            print(f"{name:<14} {spec.title}; {', '.join(v.name for v in spec.variants)}; {methods}; "
+                  f"{spec.seeds} seeds x {spec.epochs} epochs, batch {spec.batch_size}, {spec.optimizer} "
+                  f"{spec.lr:g}, {spec.loss}")
+        return 0
+    if args.name is None:
+        raise InputError("name a reproduction (pccore reproduce --list shows them)")
+    spec = rep.get(args.name, quick=args.quick)
+    methods = rep.select_methods(spec, args.methods)
+    rt, log = _runtime(args), _log(args)
+    if args.estimate:
+        return _print_estimate(spec, rep.estimate(spec, rt, methods), args)
+    out = args.out or (f"out/reproduce/{spec.name}" if args.quick else f"results/{spec.name}")
+    summary = rep.reproduce(spec, rt, out, data_dir=args.data_dir, seeds=args.seeds, epochs=args.epochs,
+                            methods=args.methods, log=log, say=print, progress=not args.quiet)
+    for row in summary["rows"]:
+        published = "" if row["published"] is None else f" (published {row['published']:.2f}, {row['difference']:+.2f})"
+        print(f"{row['variant']} {row['method'].upper()}: {row['mean']:.2f} ± {row['std']:.2f}% over "
+              f"{len(row['seeds'])} seed{'s' * (len(row['seeds']) > 1)}{published}")
+    print(f"results in {out}/ (table.md, summary.json, accuracy.png, runs/)")
+    return 0
+
+
+def _print_estimate(spec, rows: list, args) -> int:
+    from .reproduce.table import duration
+
+    seeds, epochs = args.seeds or spec.seeds, args.epochs or spec.epochs
+    print(f"{spec.name} on {args.backend} ({args.device or 'default device'}), batch {spec.batch_size}, "
+          f"{rows[0]['steps_per_epoch']} steps per epoch:")
+    total = 0.0
+    for r in rows:
+        run = r["epoch_s"] * epochs
+        total += run * seeds
+        print(f"  {r['variant']} {r['method'].upper()}: {r['step_s']:.3g} s/step, {duration(r['epoch_s'])} per "
+              f"epoch, {duration(run)} per run of {epochs} epochs")
+    print(f"expected total for {seeds} seed{'s' * (seeds > 1)}: {duration(total)} (training steps only)")
     return 0
 
 

@@ -55,8 +55,12 @@ class Dataset:
                     f"2 dimensions, e.g. (n, d) or (n, channels, height, width), got {tuple(x.shape)}"
                 )
             if y.ndim != 2:
+                hint = ""
+                if y.ndim == 1 and getattr(getattr(y, "dtype", None), "kind", "") in ("i", "u"):
+                    hint = ("; these look like integer class labels: one-hot them first, e.g. "
+                            f"numpy.eye(classes, dtype=numpy.float32)[y_{split}]")
                 raise InputError(
-                    f"dataset {self.name!r}: y_{split} must be (n, classes), got {tuple(y.shape)}"
+                    f"dataset {self.name!r}: y_{split} must be (n, classes), got {tuple(y.shape)}{hint}"
                 )
             if x.shape[0] != y.shape[0]:
                 raise InputError(

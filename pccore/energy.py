@@ -21,7 +21,7 @@ from typing import Any
 from .checks import check_dtype, check_float, check_shape
 from .errors import InputError
 from .losses import get_loss
-from .nn.network import Network, Structure, check_input
+from .nn.network import NO_TARGETS, Network, Structure, check_input
 from .nn.op import describe
 
 
@@ -212,11 +212,11 @@ def local_weight_grads(net: Network, x: Any, y: Any, states: Sequence[Any], loss
 
 def states_from_errors(net: Network, x: Any, errors: Sequence[Any]) -> list:
     """Hidden states s_l = f_l(s_{l-1}) + e_l for errors e (the EO parametrisation)."""
-    check_hidden(net, x, None, errors, "errors")
+    check_hidden(net, x, NO_TARGETS, errors, "errors")
     return list(_run(net, _states, x, list(errors)))
 
 
 def errors_from_states(net: Network, x: Any, states: Sequence[Any]) -> list:
     """Errors e_l = s_l - f_l(s_{l-1}) for hidden states s (inverse of states_from_errors)."""
-    check_hidden(net, x, None, states, "states")
+    check_hidden(net, x, NO_TARGETS, states, "states")
     return list(_run(net, _errors, x, list(states)))

@@ -20,6 +20,12 @@ class InferenceStart:
     tol: float | None
     batch_size: int
     runtime: Any = attrs.field(repr=False)
+    # the run's inputs, for observers that analyse the batch (e.g. the regime tracker)
+    net: Any = attrs.field(default=None, repr=False)
+    x: Any = attrs.field(default=None, repr=False)
+    y: Any = attrs.field(default=None, repr=False)
+    loss: Any = attrs.field(default=None, repr=False)
+    inference: Any = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen(slots=False)
@@ -28,6 +34,7 @@ class InferenceStep:
 
     ``states`` and ``errors`` are lists of (batch, d_k) arrays; the one the method does
     not optimise is computed on first access. ``energy`` is a 0-d array (batch sum).
+    An observer may call ``request_stop()`` to end the run at this point.
     """
 
     method: str
@@ -36,6 +43,15 @@ class InferenceStep:
     runtime: Any = attrs.field(repr=False)
     _values: tuple = attrs.field(repr=False, alias="values")
     _convert: Callable = attrs.field(repr=False, eq=False, alias="convert")
+    _stop: list = attrs.field(factory=list, repr=False, eq=False, alias="stop")
+
+    def request_stop(self) -> None:
+        """Ask the loop to stop at this point (the result's ``stopped`` is "observer")."""
+        self._stop.append(True)
+
+    @property
+    def stop_requested(self) -> bool:
+        return bool(self._stop)
 
     @functools.cached_property
     def states(self) -> list:

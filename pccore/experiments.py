@@ -32,6 +32,7 @@ from .nn.models import mlp
 from .nn.network import Network
 from .runtime import Runtime
 from .train import Trainer
+from .train.progress import InferenceProgress, Progress
 
 COMPARE_PLOTS = ("convergence", "gradient_alignment", "gradient_norms")
 ENERGY_PLOTS = ("energy",)
@@ -78,13 +79,24 @@ class CompareResult:
     curves: dict = attrs.field(repr=False)
 
     def figures(self, names: Sequence[str] = COMPARE_PLOTS) -> dict[str, Any]:
-        c, layers, thr = self.curves, self.summary["layers"], self.summary["threshold"]
+        c, s = self.curves, self.summary
+        layers, thr, title = s["layers"], s["threshold"], self.title()
+        lrs = (s["eo"]["best_lr"], s["so"]["best_lr"])
         return build_figures(names, {
-            "convergence": lambda plot: plot(c["eo_dist"], c["so_dist"], layers=layers, threshold=thr),
-            "gradient_alignment": lambda plot: plot(c["eo_cos"], c["so_cos"], c["optimum_cos"], layers=layers),
+            "convergence": lambda plot: plot(c["eo_dist"], c["so_dist"], layers=layers, threshold=thr,
+                                             lrs=lrs, title=title),
+            "gradient_alignment": lambda plot: plot(c["eo_cos"], c["so_cos"], c["optimum_cos"], layers=layers,
+                                                    title=title),
             "gradient_norms": lambda plot: plot(c["eo_norms"], c["so_norms"], c["bp_norm"],
-                                                c["optimum_norm"], layers=layers),
+                                                c["optimum_norm"], layers=layers, title=title),
         })
+
+    def title(self) -> str:
+        """What was run, for the figures: net, dataset, batch, backend, device, dtype, lrs."""
+        s = self.summary
+        return (f"{len(s['widths']) - 1}-layer linear net, dataset {s['dataset']} (batch {s['batch_size']}) · "
+                f"backend {s['backend']} ({s['device']}, {s['dtype']}) · "
+                f"EO lr {s['eo']['best_lr']:g}, SO lr {s['so']['best_lr']:g} (best of the sweeps)")
 
 
 def _score(rt: Runtime, states: list, optimum: list) -> float:
@@ -98,39 +110,46 @@ def _score(rt: Runtime, states: list, optimum: list) -> float:
 
 
 def sweep(method: type, iters: int, lrs: Sequence[float], net: Network, x: Any, y: Any,
-          optimum: list, rt: Runtime, log: Callable = _quiet) -> tuple[float, dict]:
+          optimum: list, rt: Runtime, log: Callable = _quiet, progress: bool = False) -> tuple[float, dict]:
     """Run ``method(iters, lr)`` for each lr; returns (best lr, {lr: score}); diverged = inf.
-    Ties go to the larger lr, as in the seed."""
+    Ties go to the larger lr, as in the seed. ``progress``: a bar on stderr counting the
+    inference steps of the whole sweep, advanced after each lr (runs stay fused)."""
     scores, best = {}, None
-    for lr in lrs:
-        try:
-            with warnings.catch_warnings():  # a diverging lr overflows on the way: expected
-                warnings.simplefilter("ignore", RuntimeWarning)
-                result = method(iters=iters, lr=lr).run(net, x, y, runtime=rt)
-                score = _score(rt, result.states, optimum)
-        except InferenceDiverged:
-            score = math.inf
-        scores[lr] = score if math.isfinite(score) else math.inf
-        log(f"  {method.method} lr={lr:g}: score {scores[lr]:.3g}")
-        if math.isfinite(scores[lr]) and (best is None or scores[lr] <= scores[best]):
-            best = lr
+    with Progress(progress, f"{method.method} lr sweep", total=iters * len(lrs), unit="it") as bar:
+        for i, lr in enumerate(lrs):
+            try:
+                with warnings.catch_warnings():  # a diverging lr overflows on the way: expected
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    result = method(iters=iters, lr=lr).run(net, x, y, runtime=rt)
+                    score = _score(rt, result.states, optimum)
+            except InferenceDiverged:
+                score = math.inf
+            scores[lr] = score if math.isfinite(score) else math.inf
+            bar.update((i + 1) * iters, lr=f"{lr:g}", score=f"{scores[lr]:.3g}")
+            log(f"  {method.method} lr={lr:g}: score {scores[lr]:.3g}")
+            if math.isfinite(scores[lr]) and (best is None or scores[lr] <= scores[best]):
+                best = lr
     if best is None:
         raise InputError(f"every {method.method} learning rate in {list(lrs)} diverged; try smaller ones")
     return best, scores
 
 
-def _tracked_run(method, iters, lr, net, x, y, eq, reference, state_layers, param_layers, rt):
-    """One inference run with DistanceToOptimum and GradientAlignment registered."""
+def _tracked_run(method, iters, lr, net, x, y, eq, reference, state_layers, param_layers, rt, bar=None, offset=0):
+    """One inference run with DistanceToOptimum and GradientAlignment registered; ``bar``
+    (a Progress) advances to ``offset + iteration`` at the points the trackers record."""
     tr = _trackers()
     dist = tr.DistanceToOptimum(eq.states, layers=state_layers)
     align = tr.GradientAlignment(net, x, y, reference, layers=param_layers)
-    rt.register(dist)
-    rt.register(align)
+    observers = [dist, align]
+    if bar is not None:
+        observers.append(InferenceProgress(bar, offset, every=math.gcd(dist.every, align.every)))
+    for observer in observers:
+        rt.register(observer)
     try:
         method(iters=iters, lr=lr).run(net, x, y, runtime=rt)
     finally:
-        rt.unregister(dist)
-        rt.unregister(align)
+        for observer in observers:
+            rt.unregister(observer)
     return dist, align
 
 
@@ -199,13 +218,16 @@ def compare(
     x, y = next(batches(data, rt, batch_size, seed=seed))
     eq = linear_equilibrium(net, x, y)
     log(f"EO sweep ({eo_iters} steps each)")
-    eo_lr, eo_scores = sweep(ErrorOptimization, eo_iters, eo_lrs, net, x, y, eq.states, rt, log)
+    eo_lr, eo_scores = sweep(ErrorOptimization, eo_iters, eo_lrs, net, x, y, eq.states, rt, log, progress)
     log(f"SO sweep ({so_iters} steps each)")
-    so_lr, so_scores = sweep(StateOptimization, so_iters, so_lrs, net, x, y, eq.states, rt, log)
+    so_lr, so_scores = sweep(StateOptimization, so_iters, so_lrs, net, x, y, eq.states, rt, log, progress)
     reference = [g / batch_size for g in net.structure.flatten(backprop_grads(net, x, y))]
     log(f"tracked runs: EO lr={eo_lr:g}, SO lr={so_lr:g}")
-    eo_d, eo_a = _tracked_run(ErrorOptimization, eo_iters, eo_lr, net, x, y, eq, reference, layers, layers, rt)
-    so_d, so_a = _tracked_run(StateOptimization, so_iters, so_lr, net, x, y, eq, reference, layers, layers, rt)
+    with Progress(progress, "tracked runs (EO, SO)", total=eo_iters + so_iters, unit="it") as bar:
+        eo_d, eo_a = _tracked_run(ErrorOptimization, eo_iters, eo_lr, net, x, y, eq, reference, layers, layers,
+                                  rt, bar if progress else None)
+        so_d, so_a = _tracked_run(StateOptimization, so_iters, so_lr, net, x, y, eq, reference, layers, layers,
+                                  rt, bar if progress else None, eo_iters)
     curves = _curves(rt, net, x, y, eq, reference, layers, eo_d, so_d, eo_a, so_a)
     summary = _compare_summary(
         data, rt, widths, batch_size, pre, layers, threshold, relative_threshold, curves,
@@ -293,12 +315,14 @@ def energy(
     init: str = "uniform",
     seed: int = 0,
     log: Callable[[str], None] = _quiet,
+    progress: bool = False,
 ) -> EnergyResult:
     """Seed 003 on ``data``: PC training (EO inference, ``iters`` steps of ``inference_lr``;
     Adam ``lr``) of a ``depth``-layer linear MLP (hidden ``width``, no bias, ``init``) for
     ``steps`` iterations; before each update the theoretical F* of the batch
     (``linear_equilibrium_energy``) next to the numerical energy (inference energy / batch);
-    test accuracy every ``test_every`` steps."""
+    test accuracy every ``test_every`` steps. ``progress``: a bar on stderr (steps, ETA, the
+    latest loss and energies; the numbers are on the host at each step here anyway)."""
     started = time.monotonic()
     for name, value in (("width", width), ("steps", steps), ("test_every", test_every)):
         check_positive_int(name, value)
@@ -310,22 +334,24 @@ def energy(
     session = trainer.session(net)
     c = {"steps": [], "theory": [], "numerical": [], "loss": [], "eval_steps": [], "accuracy": []}
     epoch = 0
-    while session.step_count < steps:
-        for x, y in trainer.batches(data, rt, epoch):
-            c["theory"].append(_f(rt, linear_equilibrium_energy(session.net, x, y)))
-            loss, numerical = (_f(rt, v) for v in session.step(x, y))
-            c["steps"].append(session.step_count)
-            c["numerical"].append(numerical)
-            c["loss"].append(loss)
-            if session.step_count % test_every == 0:
-                acc = trainer.evaluate(session.net, data)["accuracy"]
-                c["eval_steps"].append(session.step_count)
-                c["accuracy"].append(acc)
-                log(f"  iter {session.step_count}: train loss {loss:.4g}, theory {c['theory'][-1]:.4g}, "
-                    f"numerical {numerical:.4g}, test accuracy {100 * acc:.1f}%")
-            if session.step_count >= steps:
-                break
-        epoch += 1
+    with Progress(progress, "PC training", total=steps) as bar:
+        while session.step_count < steps:
+            for x, y in trainer.batches(data, rt, epoch):
+                c["theory"].append(_f(rt, linear_equilibrium_energy(session.net, x, y)))
+                loss, numerical = (_f(rt, v) for v in session.step(x, y))
+                c["steps"].append(session.step_count)
+                c["numerical"].append(numerical)
+                c["loss"].append(loss)
+                bar.update(session.step_count, loss=loss, theory=c["theory"][-1], numerical=numerical)
+                if session.step_count % test_every == 0:
+                    acc = trainer.evaluate(session.net, data)["accuracy"]
+                    c["eval_steps"].append(session.step_count)
+                    c["accuracy"].append(acc)
+                    log(f"  iter {session.step_count}: train loss {loss:.4g}, theory {c['theory'][-1]:.4g}, "
+                        f"numerical {numerical:.4g}, test accuracy {100 * acc:.1f}%")
+                if session.step_count >= steps:
+                    break
+            epoch += 1
     return EnergyResult(_energy_summary(data, rt, widths, trainer, init, c, started), c)
 
 

@@ -141,3 +141,13 @@ def pccore_train_step(info):
 @hookspec
 def pccore_epoch_end(info):
     """One training epoch ended; ``info`` is an ``EpochEnd`` payload."""
+
+
+# ------------------------------------------------------------ data parallel (backend)
+@hookspec(firstresult=True)
+def pccore_data_parallel(device, devices, distributed):
+    """Return the backend's data-parallel layout (see ``pccore.train.parallel.Layout``) for
+    ``devices`` (an int, "all", or a list of device names) or ``distributed=True`` (one
+    process per device, started by a launcher such as torchrun), or None when the backend
+    has none. ``device`` is the requested device name or None. The layout says how a
+    global batch is split into shards, sums them across shards, and who writes files."""

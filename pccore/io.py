@@ -6,9 +6,12 @@ Files are written to a temporary file in the target folder and moved into place 
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +30,62 @@ VERSION = 2  # 2: any structure (JSON) and a checksum; 1: Dense MLPs only (still
 
 
 # --------------------------------------------------------------- raw files
+def _tmp_prefix(path: Path) -> str:
+    """Prefix of ``path``'s temporary files: ``.<name>.<host>-<pid>.`` (who is writing)."""
+    return f".{path.name}.{socket.gethostname()}-{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but belongs to someone else
+        return True
+    return True
+
+
+def remove_stale_tmp(path: Path) -> list[Path]:
+    """Remove the temporary files a crashed save of ``path`` left (``.<name>.*.tmp``): those of
+    dead processes of this host, of older pccore versions (no writer in the name) and of
+    other hosts after an hour. Files of live writers stay. Returns the removed paths."""
+    folder, removed = path.parent if str(path.parent) else Path("."), []
+    host_name = socket.gethostname()
+    for tmp in folder.glob(f".{glob.escape(path.name)}.*.tmp"):
+        writer = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        who, _, pid = writer.rpartition("-")
+        try:
+            if who == host_name and pid.isdigit():
+                stale = not _alive(int(pid))
+            elif who and pid.isdigit():
+                stale = time.time() - tmp.stat().st_mtime > 3600
+            else:
+                stale = True
+            if stale:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:  # gone already, or not ours to remove
+            pass
+    return removed
+
+
 def write_npz(path: str | os.PathLike, arrays: dict[str, Any]) -> Path:
-    """Write host ``arrays`` to ``path`` atomically (temporary file + ``os.replace``)."""
+    """Write host ``arrays`` to ``path`` atomically (temporary file + ``os.replace``); the
+    temporary files of earlier crashed saves of ``path`` are removed first."""
     np = host._np()
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise InputError(f"cannot save to {str(path)!r}: folder {str(folder)!r} does not exist")
+    if path.is_dir():
+        raise InputError(f"cannot save to {str(path)!r}: it is a folder")
     arrays = {**arrays, "checksum": np.array(_checksum(arrays))}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    remove_stale_tmp(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=folder)
+    except OSError as err:
+        raise InputError(f"cannot save to {str(path)!r}: cannot write to folder {str(folder)!r} "
+                         f"({err.strerror or type(err).__name__})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -63,7 +113,29 @@ def read_npz(path: str | os.PathLike, kind: str) -> dict[str, Any]:
                          f"({type(err).__name__}: {err})") from None
     if "checksum" in arrays and str(arrays["checksum"]) != _checksum(arrays):
         raise InputError(f"{str(path)!r} is damaged: its checksum does not match its contents")
+    if "checksum" not in arrays and "version" in arrays and _int(arrays["version"]) >= 2:
+        raise InputError(f"{str(path)!r} is incomplete: its 'checksum' entry is missing")
+    if "version" in arrays and _int(arrays["version"]) > VERSION:
+        written = str(arrays.get("pccore_version", "a newer version"))
+        raise InputError(f"{str(path)!r} has file format version {_int(arrays['version'])}, written by pccore "
+                         f"{written}; this pccore reads versions up to {VERSION}: upgrade pccore")
     return arrays
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
+
+
+def require(arrays: dict[str, Any], keys: Any, where: str, kind: str) -> None:
+    """Raise InputError naming the file when an entry of ``keys`` is missing from ``arrays``."""
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise InputError(f"{where} is an incomplete pccore {kind} file: the entr"
+                         f"{'y' if len(missing) == 1 else 'ies'} {', '.join(map(repr, missing))} "
+                         f"{'is' if len(missing) == 1 else 'are'} missing")
 
 
 # ---------------------------------------------------------------- networks
@@ -118,6 +190,8 @@ def _legacy_mlp(arrays: dict[str, Any], where: str) -> tuple[list, tuple, dict]:
 def network_from_arrays(arrays: dict[str, Any], rt: Runtime, where: str = "file") -> Network:
     """Rebuild a Network on ``rt`` (its backend, device and dtype) from :func:`network_arrays`;
     the stored structure, shapes and checksum are checked."""
+    if "structure" not in arrays and _int(arrays.get("version", 1)) >= 2:
+        require(arrays, ["structure"], where, "network")
     if "structure" not in arrays:
         blocks, input_shape, arrays = _legacy_mlp(arrays, where)
         shapes = None
@@ -158,10 +232,15 @@ def load(path: str | os.PathLike, runtime: Runtime | None = None) -> Network:
     arrays = read_npz(path, "network")
     if str(arrays.get("format", "")) != FORMAT:
         raise InputError(f"{str(path)!r} is not a pccore network file (saved with pccore.save)")
+    where = repr(str(path))
+    require(arrays, ["dtype"], where, "network")
     if runtime is None:
-        from .runtime import runtime as make_runtime
+        from .runtime import DTYPES, runtime as make_runtime
 
-        runtime = make_runtime("numpy", dtype=str(arrays["dtype"]))
+        dtype = str(arrays["dtype"])
+        if dtype not in DTYPES:
+            raise InputError(f"{where} records dtype {dtype!r}; expected one of {DTYPES}")
+        runtime = make_runtime("numpy", dtype=dtype)
     if not isinstance(runtime, Runtime):
         raise InputError(f"runtime must be a pccore.Runtime, got {type(runtime).__name__}")
     return network_from_arrays(arrays, runtime, repr(str(path)))

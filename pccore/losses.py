@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
 
+from .checks import is_real
 from .errors import InputError, UnknownNameError
 
 
@@ -17,8 +19,10 @@ class MSE:
     name = "mse"
 
     def __attrs_post_init__(self):
-        if not self.precision > 0:
-            raise InputError(f"precision must be > 0, got {self.precision!r}")
+        p = self.precision
+        if not is_real(p) or not (math.isfinite(float(p)) and float(p) > 0):
+            raise InputError(f"precision must be > 0 (a finite number), got {p!r}")
+        object.__setattr__(self, "precision", float(p))
 
     def value(self, xp: Any, yhat: Any, y: Any) -> Any:
         d = yhat - y

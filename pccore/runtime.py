@@ -26,6 +26,8 @@ class Runtime:
     pm: pluggy.PluginManager = attrs.field(repr=False)
     xp: Any = attrs.field(repr=False)
     threads: int | None = attrs.field(default=None)
+    #: data-parallel layout (``pccore.train.parallel.Layout``) or None: one device
+    parallel: Any = attrs.field(default=None)
     _kernels: Any = attrs.field(default=None, init=False, repr=False)
 
     @property
@@ -53,8 +55,11 @@ class Runtime:
 
     # ------------------------------------------------------- backend services
     def optimizer(self, name: str, **hyper: Any) -> Any:
-        """Backend optimizer ``name`` ("sgd", "momentum", "adam") with ``hyper``-parameters."""
-        return self.pm.hook.pccore_make_optimizer(name=name, hyper=dict(hyper))
+        """Backend optimizer ``name`` ("sgd", "momentum", "adam") with ``hyper``-parameters
+        (types and ranges checked here, before the backend sees them)."""
+        from .checks import check_optimizer
+
+        return self.pm.hook.pccore_make_optimizer(name=name, hyper=check_optimizer(name, hyper))
 
     def run_loop(self, body: Any, carry: Any, n: int, args: Any, until: Any = None):
         """Run ``body`` ``n`` times (or until ``until``); returns ``(carry, iterations)``."""
@@ -121,6 +126,8 @@ def runtime(
     dtype: str = "float32",
     plugins: Iterable[Any] = (),
     threads: int | None = None,
+    devices: Any = None,
+    distributed: bool = False,
 ) -> Runtime:
     """Create a Runtime on ``backend`` (see :func:`pccore.backends`).
 
@@ -129,6 +136,11 @@ def runtime(
     ``pccore.plugins`` entry-point group; ``threads`` limits the backend's CPU intra-op
     threads (None: leave the framework's default). Threads are process-wide: the last
     runtime that sets them wins (JAX's only before its first use).
+
+    Data parallel (see docs/scaling.md): ``devices`` (JAX) is a count, "all" or a list of
+    device names to shard each batch over in this process; ``distributed=True`` joins a
+    multi-process run (torch: one process per device under torchrun; JAX: multi-host
+    through ``jax.distributed.initialize``). NumPy has neither.
     """
     if dtype not in DTYPES:
         raise InputError(f"dtype must be one of {DTYPES}, got {dtype!r}")
@@ -140,12 +152,29 @@ def runtime(
     pm.register(impl, name="backend")
     if threads is not None:
         pm.hook.pccore_threads(n=int(threads))
-    dev = _resolve_device(pm, backend, device)
+    layout = _data_parallel(pm, backend, device, devices, distributed)
+    dev = _resolve_device(pm, backend, device if layout is None else layout.device)
     pm.hook.pccore_dtype(name=dtype)
-    rt = Runtime(backend, dev, dtype, pm, pm.hook.pccore_namespace(), None if threads is None else int(threads))
+    rt = Runtime(backend, dev, dtype, pm, pm.hook.pccore_namespace(), None if threads is None else int(threads),
+                 parallel=layout)
     for plugin in plugins:
         rt.register(_resolve_plugin(plugin))
     return rt
+
+
+def _data_parallel(pm: pluggy.PluginManager, backend: str, device: str | None, devices: Any,
+                   distributed: Any) -> Any:
+    """The backend's data-parallel layout for ``devices`` / ``distributed``, or None."""
+    if not isinstance(distributed, bool):
+        raise InputError(f"distributed must be True or False, got {distributed!r}")
+    if devices is None and not distributed:
+        return None
+    layout = pm.hook.pccore_data_parallel(device=device, devices=devices, distributed=distributed)
+    if layout is None and (distributed or devices != 1):
+        raise InputError(f"backend {backend!r} has no data-parallel training (devices={devices!r}, "
+                         f"distributed={distributed}); use 'jax' (devices=N) or 'torch' "
+                         "(distributed=True under torchrun)")
+    return layout
 
 
 @functools.lru_cache(maxsize=None)

@@ -304,6 +304,6 @@ def test_progress_line_goes_to_stderr(capsys):
     net = pccore.mlp(rt, [6, 8, 3], seed=0)
     pccore.Trainer("eo", batch_size=32).fit(net, teacher_data())
     err = capsys.readouterr().err
-    assert "[eo] epoch 1 step 3 loss" in err and "energy" in err
+    assert "[eo] epoch 1/1" in err and "3/3" in err and "loss=" in err and "energy=" in err
     pccore.Trainer("eo", batch_size=32, progress=False).fit(net, teacher_data())
     assert capsys.readouterr().err == ""

@@ -90,7 +90,9 @@ class JaxBackend:
     @hookimpl
     def pccore_asarray(self, obj, device, dtype):
         self.pccore_dtype(dtype)
-        return jax.device_put(jnp.asarray(obj, dtype=dtype), _all_devices()[device])
+        # a copy: jnp.asarray may share an aligned NumPy buffer on CPU, and a later write to
+        # the caller's array would then change this (immutable) JAX array
+        return jax.device_put(jnp.array(obj, dtype=dtype, copy=True), _all_devices()[device])
 
     @hookimpl
     def pccore_device_name(self, array):
@@ -127,6 +129,12 @@ class JaxBackend:
     @hookimpl
     def pccore_synchronize(self):
         (jnp.zeros(()) + 0).block_until_ready()
+
+    @hookimpl
+    def pccore_data_parallel(self, device, devices, distributed):
+        from .sharding import data_parallel
+
+        return data_parallel(device, devices, distributed)
 
 
 def _register_network() -> None:

@@ -95,5 +95,11 @@ class TorchBackend:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
 
+    @hookimpl
+    def pccore_data_parallel(self, device, devices, distributed):
+        from .distributed import data_parallel
+
+        return data_parallel(device, devices, distributed)
+
 
 backend = TorchBackend()

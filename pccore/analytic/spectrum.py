@@ -61,4 +61,5 @@ def error_hessian_spectrum(net: Network, x: Any, y: Any, errors: Sequence[Any] |
 def _extremes(step: Step, k: int, exact: bool, params: tuple, f0x: Any, y: Any, errors: tuple, start: tuple):
     args = (params, f0x, y)
     point = linearize(step, args, errors, exact)
-    return lanczos_extremes(step.kernels.xp, lambda v: hvp(step, args, point, v, exact), list(start), k)
+    return lanczos_extremes(step.kernels.xp, lambda v: hvp(step, args, point, v, exact), list(start), k,
+                            step.kernels.run_loop)

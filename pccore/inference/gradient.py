@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..checks import check_positive_float, check_positive_int
+from ..checks import check_iters, check_optimizer, check_positive_float
 from ..errors import InputError
 from ..runtime import Runtime
 from .driver import Inference, check_tol
@@ -16,10 +16,11 @@ class _GradientDescent(Inference):
     """Shared constructor of SO and EO."""
 
     def __init__(self, iters: int, lr: float, optimizer: str = "sgd", tol: float | None = None, **hyper: Any):
-        self.iters = check_positive_int("iters", iters)
+        self.iters = check_iters("iters", iters)
         self.lr = check_positive_float("lr", lr)
         if not isinstance(optimizer, str):
             raise InputError(f"optimizer must be a name (sgd, momentum, adam), got {optimizer!r}")
+        hyper = {k: v for k, v in check_optimizer(optimizer, {**hyper, "lr": self.lr}).items() if k != "lr"}
         self.optimizer, self.tol, self.hyper = optimizer, check_tol(tol), hyper
 
     def rule_for(self, rt: Runtime) -> Descent:

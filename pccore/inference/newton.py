@@ -12,7 +12,7 @@ from ..checks import check_positive_int
 from ..errors import InputError
 from ..runtime import Runtime
 from .driver import Inference, check_tol
-from .hessian import axpy, bdot, conjugate_gradients, hvp, linearize
+from .hessian import axpy, bdot, bscale, conjugate_gradients, hvp, linearize, safe_div
 
 
 def sample_energy(step: Any, args: tuple, errors: list) -> Any:
@@ -41,6 +41,7 @@ class NewtonRule:
     cg_tol: float
     exact: bool
     line_search: int
+    reorthogonalize: bool = False
 
     def init(self, step: Any, args: tuple, values: tuple) -> tuple:
         return ()
@@ -52,17 +53,23 @@ class NewtonRule:
         # the exact Hessian may be indefinite: stop CG where its curvature falls below that of
         # the energy's I term by 10x (Gauss-Newton curvature is always >= 1)
         direction = conjugate_gradients(xp, lambda v: hvp(step, args, point, v, self.exact),
-                                        minus_g, self.cg_iters, self.cg_tol, 0.1 if self.exact else 0.0)
+                                        minus_g, self.cg_iters, self.cg_tol, 0.1 if self.exact else 0.0,
+                                        self.reorthogonalize, step.kernels.run_loop)
         alpha = xp.ones_like(bdot(xp, g, g))
         if self.line_search:
             alpha = self._search(step, args, list(values), direction, list(g), alpha)
         if self.exact and self.line_search:
             # where the truncated Newton direction found no decrease (indefinite Hessian far
-            # from the solution), fall back to steepest descent with the same search
+            # from the solution), fall back to steepest descent scaled to the minimum of the
+            # Gauss-Newton model along it (the Cauchy point, one product), with the same search
+            gn_curvature = bdot(xp, minus_g, hvp(step, args, point, minus_g, False))
+            gg = bdot(xp, g, g)
+            cauchy = safe_div(xp, gg, gn_curvature, gn_curvature > 0)
+            steepest = bscale(xp, cauchy, minus_g)
             failed = alpha == 0
-            fallback = self._search(step, args, list(values), minus_g, list(g), xp.ones_like(alpha))
+            fallback = self._search(step, args, list(values), steepest, list(g), xp.ones_like(alpha))
             direction = [xp.where(xp.reshape(failed, (-1,) + (1,) * (d.ndim - 1)), m, d)
-                         for d, m in zip(direction, minus_g)]
+                         for d, m in zip(direction, steepest)]
             alpha = xp.where(failed, fallback, alpha)
         return tuple(axpy(xp, alpha, direction, list(values))), state
 
@@ -82,7 +89,10 @@ class NewtonRule:
 class NewtonCG(Inference):
     """Second-order inference on the errors: at most ``max_iters`` Gauss-Newton steps,
     each from ``cg_iters`` conjugate-gradient iterations on Hessian-vector products (one
-    JVP and one VJP sweep each), per sample. ``exact=True`` uses the exact Hessian
+    JVP and one VJP sweep each), per sample; CG ends early once every sample's residual is
+    below ``cg_tol`` (relative). ``reorthogonalize=True`` keeps the residuals orthogonal, so
+    CG ends in d_y + 1 products as in exact arithmetic (deep linear nets), at the cost of a
+    (batch, cg_iters + 1, D) buffer and ~2 memory passes over it per product. ``exact=True`` uses the exact Hessian
     (with the activations' second derivatives; CG then stops where curvature is not
     positive). ``tol`` stops once the gradient RMS is <= tol. No learning rate.
 
@@ -92,19 +102,20 @@ class NewtonCG(Inference):
     method = "EO"
 
     def __init__(self, max_iters: int = 10, tol: float | None = None, cg_iters: int = 20,
-                 cg_tol: float = 1e-10, exact: bool = False, line_search: int = 4):
+                 cg_tol: float = 1e-10, exact: bool = False, line_search: int = 4, reorthogonalize: bool = False):
         self.iters = check_positive_int("max_iters", max_iters)
         self.tol = check_tol(tol)
         self.cg_iters = check_positive_int("cg_iters", cg_iters)
         if isinstance(cg_tol, bool) or not isinstance(cg_tol, (int, float)) or not cg_tol >= 0:
             raise InputError(f"cg_tol must be a number >= 0, got {cg_tol!r}")
-        if not isinstance(exact, bool):
-            raise InputError(f"exact must be True or False, got {exact!r}")
-        self.cg_tol, self.exact = float(cg_tol), exact
+        for name, flag in (("exact", exact), ("reorthogonalize", reorthogonalize)):
+            if not isinstance(flag, bool):
+                raise InputError(f"{name} must be True or False, got {flag!r}")
+        self.cg_tol, self.exact, self.reorthogonalize = float(cg_tol), exact, reorthogonalize
         self.line_search = check_positive_int("line_search", line_search, minimum=0)
 
     def rule_for(self, rt: Runtime) -> NewtonRule:
-        return NewtonRule(self.cg_iters, self.cg_tol, self.exact, self.line_search)
+        return NewtonRule(self.cg_iters, self.cg_tol, self.exact, self.line_search, self.reorthogonalize)
 
     @property
     def setting(self) -> str:
@@ -112,4 +123,4 @@ class NewtonCG(Inference):
 
     def __repr__(self) -> str:
         return (f"NewtonCG(max_iters={self.iters}, tol={self.tol}, cg_iters={self.cg_iters}, "
-                f"exact={self.exact}, line_search={self.line_search})")
+                f"exact={self.exact}, line_search={self.line_search}, reorthogonalize={self.reorthogonalize})")

@@ -19,6 +19,7 @@ import attrs
 from ..energy import energy_from, error_sweep, state_sweep
 from ..nn.kernels import Kernels
 from ..nn.network import Structure
+from .stop import Converged, Near, combined, relative_distance  # noqa: F401  (Converged re-exported)
 
 
 @attrs.frozen
@@ -109,36 +110,32 @@ class Start:
 class Solve:
     """Up to ``n`` updates from a carry, then the end point's sweep, as one function:
     (carry, other variables, energy, status) with status = [updates taken, energy, gradient
-    rms (0 without tol)], one small array so the host reads what it checks in one transfer.
-    Hashable, so a backend compiles it whole (a fused ``run`` on JAX is this one jitted
-    call); observed runs call it with ``n = 0`` at the point they reached, so both report
-    the same numbers."""
+    rms (0 without tol), distance to the target (with ``near`` only)], one small array so the
+    host reads what it checks in one transfer. Hashable, so a backend compiles it whole (a
+    fused ``run`` on JAX is this one jitted call); observed runs call it with ``n = 0`` at the
+    point they reached, so both report the same numbers. ``reference``: the target states
+    when ``near`` is given."""
 
     step: Step
     until: Any  # Converged or None
+    near: Near | None = None
 
-    def __call__(self, params: tuple, x: Any, y: Any, carry: tuple | None, n: Any) -> tuple:
+    def __call__(self, params: tuple, x: Any, y: Any, carry: tuple | None, n: Any, reference: Any = None) -> tuple:
         step = self.step
         if carry is None:  # a fused run: the start point too, in the same call
             carry = Start(step)(params, x, y)
         args = (params, step.structure.blocks[0](step.kernels, params[0], x), y)
-        carry, m = step.kernels.run_loop(step, carry, n, args, self.until)
+        near = None if self.near is None else self.near.bind(reference)
+        carry, m = step.kernels.run_loop(step, carry, n, args, combined([self.until, near]))
         grads, energy, other = step.grads_energy(args, tuple(carry[0]), backward=step.track_norm)
         xp = step.kernels.xp
         zero = xp.zeros_like(energy)
         rms_end = rms(xp, grads) if step.track_norm else zero
-        status = xp.stack([zero + m, energy, rms_end])  # m: an int, or traced on JAX
-        return carry, tuple(other), energy, status
-
-
-@attrs.frozen
-class Converged:
-    """Loop stop test: the last gradient's RMS is <= tol (or is NaN)."""
-
-    tol: float
-
-    def __call__(self, carry: tuple, args: tuple) -> Any:
-        return ~(carry[2] > self.tol)
+        status = [zero + m, energy, rms_end]  # m: an int, or traced on JAX
+        if near is not None:
+            states = carry[0] if step.method == "SO" else other
+            status.append(relative_distance(xp, states, near.reference))
+        return carry, tuple(other), energy, xp.stack(status)
 
 
 def rms(xp: Any, grads: list) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from .. import host
-from ..checks import check_dtype, check_float, check_shape, namespace
+from ..checks import check_dtype, check_float, check_shape, check_untracked, is_real, namespace
 from ..errors import InputError
 from .compose import as_op, resolve
 from .kernels import Kernels
@@ -195,8 +195,8 @@ def network(
         raise InputError(f"runtime must be a pccore.Runtime (pccore.runtime(...)), got {type(runtime).__name__}")
     if isinstance(seed, bool) or not hasattr(seed, "__index__") or int(seed) < 0:
         raise InputError(f"seed must be an integer >= 0, got {seed!r}")
-    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not gain > 0:
-        raise InputError(f"gain must be a number > 0, got {gain!r}")
+    if not is_real(gain) or not (gain > 0 and math.isfinite(gain)):
+        raise InputError(f"gain must be a number > 0 (finite), got {gain!r}")
     host.check_init(init)
     input_shape = _shape(input_shape)
     resolved, shapes = _resolve_blocks(runtime, blocks, input_shape)
@@ -237,18 +237,45 @@ def _check_params(structure: Structure, params: Params) -> None:
                                  f"{tuple(getattr(p, 'shape', ()))} ({type(p).__name__})")
 
 
-def check_input(net: Network, x: Any, y: Any = None, **extra: Any) -> Any:
-    """Validate x (batch, *input_shape) and y (batch, *output_shape) against ``net``;
-    returns the namespace."""
+NO_TARGETS = object()  # check_input's y when the caller needs no targets (forward passes)
+
+
+def check_input(net: Network, x: Any, y: Any = NO_TARGETS, **extra: Any) -> Any:
+    """Validate x (batch, *input_shape) and y (batch, *output_shape) against ``net`` (leave
+    y out where no targets are needed; y=None is refused); returns the namespace. A batch
+    holds at least one sample; tensors that require grad are refused."""
+    if not isinstance(net, Network):
+        raise InputError(f"net must be a pccore.Network, got {type(net).__name__}")
+    if x is None or y is None:
+        arg, want = ("x", "inputs (batch, *input_shape)") if x is None else ("y", "targets (batch, *output_shape)")
+        raise InputError(f"{arg} must be an array of {want}, got None")
+    y = None if y is NO_TARGETS else y
     first = next((p for block in net.params for p in block), None)
     xp = namespace(x=x, y=y, net=first, **extra)
     s = net.structure
+    for arg, a in (("x", x), ("y", y), *extra.items()):
+        check_untracked(arg, a)
     check_float(xp, "x", x)
     check_shape("x", x, (None, *s.input_shape), f"the network's input_shape is {describe(s.input_shape)}")
+    if x.shape[0] == 0:
+        raise InputError(f"x holds an empty batch (shape {tuple(x.shape)}); pass at least one sample")
     if first is not None:
         check_dtype("x", x, first.dtype)
     if y is not None:
+        _check_labels(xp, y, x.shape[0], s.output_shape)
         check_float(xp, "y", y)
         check_shape("y", y, (x.shape[0], *s.output_shape), f"the network's output is {describe(s.output_shape)}")
         check_dtype("y", y, x.dtype)
     return xp
+
+
+def _check_labels(xp: Any, y: Any, batch: int, output_shape: tuple) -> None:
+    """Integer class labels (batch,) where one-hot targets (batch, classes) are expected get
+    a message saying how to one-hot them."""
+    if xp.isdtype(y.dtype, "integral") and tuple(y.shape) == (batch,) and len(output_shape) == 1:
+        classes = output_shape[0]
+        raise InputError(
+            f"y holds integer class labels (shape {tuple(y.shape)}, {y.dtype}) but the network needs "
+            f"float targets of shape ({batch}, {classes}): one-hot them first, e.g. "
+            f"rt.asarray(numpy.eye({classes})[labels]) (pccore.Dataset targets are already one-hot)"
+        )

@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import host
 from ..errors import InputError
-from ..io import CHECKPOINT, network_arrays, network_from_arrays, read_npz, write_npz
+from ..io import CHECKPOINT, network_arrays, network_from_arrays, read_npz, require, write_npz
 
 
 _HISTORY_LISTS = ("step", "loss", "energy", "eval_step", "eval_loss", "eval_accuracy")
@@ -54,6 +54,8 @@ def load_checkpoint(path: Path, trainer: Any, session: Any, history: Any) -> tup
     arrays = read_npz(path, "checkpoint")
     if str(arrays.get("format", "")) != CHECKPOINT:
         raise InputError(f"{str(path)!r} is not a pccore training checkpoint")
+    require(arrays, ["train/config", "train/counters", *(f"hist/{k}" for k in _HISTORY_LISTS), "hist/epochs"],
+            repr(str(path)), "checkpoint")
     config = [str(c) for c in arrays["train/config"]]
     mine = [trainer.method, trainer.optimizer, repr(trainer.lr), str(trainer.batch_size), str(trainer.seed)]
     if config != mine:
@@ -66,9 +68,9 @@ def load_checkpoint(path: Path, trainer: Any, session: Any, history: Any) -> tup
         raise InputError(f"checkpoint {str(path)!r} holds a network of another structure:\n"
                          f"saved {net.structure!r}\nnow {mine!r}")
     _optimizer_hooks(session.optimizer)
-    session.params = net.flat_params()
+    session.params = tuple(session.place(net.flat_params()))
     opt = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
-    session.opt_state = session.optimizer.state_from_host(session.params, opt)
+    session.opt_state = session.place(session.optimizer.state_from_host(session.params, opt))
     step, epoch, position = (int(v) for v in arrays["train/counters"])
     session.step_count = step
     for key in _HISTORY_LISTS:

@@ -22,6 +22,7 @@ from ..energy import energy_from, local_sweep, local_sweep_errors
 from ..inference.step import Step, rms as _rms, start_point
 from ..nn.kernels import Kernels
 from ..nn.network import Structure, forward
+from .parallel import across
 
 
 def _update(optimizer: Any, structure: Structure, flat: tuple, grads: tuple, opt_state: Any, batch: int):
@@ -44,6 +45,7 @@ class PCStep:
     until: Any
     iters: int
     optimizer: Any
+    across: Any = None  # data parallel, one process per shard: sums over the shards (ShardSum)
 
     def __call__(self, carry: tuple, batch: tuple) -> tuple:
         flat, opt_state = carry
@@ -62,7 +64,7 @@ class PCStep:
         sweep = local_sweep_errors if s.method == "EO" else local_sweep
         grads, eps, yhat = sweep(k, structure, params, s.loss, first, y, values)
         energy = energy_from(xp, s.loss, eps[:-1], yhat, y)
-        b = x.shape[0]
+        grads, (loss, energy), b = across(self.across, structure, grads, (loss, energy), x.shape[0])
         flat, opt_state = _update(self.optimizer, structure, flat, grads, opt_state, b)
         return (tuple(flat), opt_state), (loss / b, energy / b)
 
@@ -75,16 +77,17 @@ class BPStep:
     kernels: Kernels
     loss: Any
     optimizer: Any
+    across: Any = None  # data parallel, one process per shard: sums over the shards (ShardSum)
 
     def __call__(self, carry: tuple, batch: tuple) -> tuple:
         flat, opt_state = carry
         x, y = batch
         params = self.structure.unflatten(flat)
         grads, yhat = backprop_sweep(self.kernels, self.structure, params, self.loss, x, y)
-        b = x.shape[0]
+        loss = self.loss.value(self.kernels.xp, yhat, y)
+        grads, (loss,), b = across(self.across, self.structure, grads, (loss,), x.shape[0])
         flat, opt_state = _update(self.optimizer, self.structure, flat, grads, opt_state, b)
-        loss = self.loss.value(self.kernels.xp, yhat, y) / b
-        return (tuple(flat), opt_state), (loss, loss)
+        return (tuple(flat), opt_state), (loss / b, loss / b)
 
 
 @attrs.frozen

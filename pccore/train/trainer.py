@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from .. import host
-from ..checks import check_positive_float, check_positive_int
+from ..checks import check_finite, check_optimizer, check_positive_float, check_positive_int, check_writable
 from ..data import Dataset, batches
 from ..errors import InputError, TrainingDiverged
 from ..events import EpochEnd, TrainStep
@@ -25,9 +25,10 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .history import TrainHistory
 from .progress import Progress
 from .session import TrainSession
+from . import parallel
 from .step import EvalStep
 
-METHODS = ("eo", "so", "bp")
+METHODS = ("eo", "so", "bp", "theory")
 
 # Inference used when Trainer(inference=None): enough plain-SGD steps to come close to the
 # equilibrium of the small and medium MLPs of the examples (EO converges much faster than SO).
@@ -38,7 +39,7 @@ DEFAULT_INFERENCE = {
 
 
 def _default_inference(method: str) -> _Optimization | None:
-    if method == "bp":
+    if method in ("bp", "theory"):
         return None
     cls = ErrorOptimization if method == "eo" else StateOptimization
     return cls(**DEFAULT_INFERENCE[method])
@@ -49,6 +50,9 @@ def _check_inference(method: str, inference: Any) -> _Optimization | None:
         return _default_inference(method)
     if method == "bp":
         raise InputError("inference must be None for method='bp' (backprop needs no inference)")
+    if method == "theory":
+        raise InputError("inference must be None for method='theory' (the equilibrium of a linear "
+                         "net comes in closed form)")
     want = method.upper()  # "EO": a method on the errors (EO, NewtonCG, ErrorODE); "SO": states
     if not isinstance(inference, _Optimization) or inference.method != want:
         example = "ErrorOptimization" if method == "eo" else "StateOptimization"
@@ -66,13 +70,21 @@ class Trainer:
     A PC step infers the states on the batch with ``inference`` (default
     ``DEFAULT_INFERENCE``), then steps the weights with ``local_weight_grads`` at those
     states divided by the batch size, through the backend optimizer ``optimizer``
-    (``lr`` and ``optimizer_hyper``, e.g. b1=0.9). "bp" uses :func:`backprop_grads` / batch.
+    (``lr`` and ``optimizer_hyper``, e.g. b1=0.9). "bp" uses :func:`backprop_grads` / batch;
+    "theory" (linear nets, MSE) the exact gradient of the equilibrium energy F*
+    (:func:`pccore.analytic.equilibrium_energy_grads`), PC with inference run to the end.
     Batches are shuffled with ``seed + epoch``.
 
     Each step is one compiled backend function (``compile=True``; jit on JAX, no_grad and
     CUDA graphs on torch) unless inference observers need every point; losses and energies
     stay on the device and reach the host (history, hooks, progress, divergence checks)
     every ``log_every`` steps and at epoch ends.
+
+    Data parallel: on a runtime made with ``devices=`` (JAX mesh) or ``distributed=True``
+    (torch.distributed) every global batch of ``batch_size`` (divisible by the device count)
+    is split over the devices and the summed gradients are reduced before the division by
+    the global batch, so the weights are the single-device ones; rank 0 alone writes
+    checkpoints and shows progress (docs/scaling.md).
     """
 
     def __init__(
@@ -98,7 +110,9 @@ class Trainer:
             raise InputError(f"runtime must be a pccore.Runtime or None, got {type(runtime).__name__}")
         self.method = method
         self.inference = _check_inference(method, inference)
-        self.optimizer, self.lr, self.hyper = optimizer, check_positive_float("lr", lr), optimizer_hyper
+        self.optimizer, self.lr = optimizer, check_positive_float("lr", lr)
+        hyper = check_optimizer(optimizer, {**optimizer_hyper, "lr": self.lr})  # types and ranges, early
+        self.hyper = {k: v for k, v in hyper.items() if k != "lr"}
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.loss = get_loss(loss)
         self.seed = check_positive_int("seed", seed, minimum=0)
@@ -135,19 +149,27 @@ class Trainer:
     def evaluate(self, net: Network, data: Dataset, split: str = "test", batch_size: int | None = None) -> dict:
         """Mean output loss per sample and accuracy (argmax agreement of the feed-forward
         prediction with the one-hot target) on ``split``: ``dict(loss=..., accuracy=...)``.
-        Each batch is one compiled call; the sums stay on the device until the end."""
-        _check_data(data)
+        Each batch is one compiled call; the sums stay on the device until the end. On a
+        data-parallel runtime every batch is split over the devices (ranks) and the numbers
+        are the global ones."""
+        _check_data(data, (split,) if split in ("train", "test") else ())
         rt = self._runtime_of(net)
         size = check_positive_int("batch_size", batch_size if batch_size is not None else 1024)
         fn = EvalStep(net.structure, net.kernels, self.loss)
         fn = rt.pm.hook.pccore_compile(fn=fn) or fn
-        flat, sums, n = net.flat_params(), [], 0
+        flat, sums, n, layout = net.flat_params(), [], 0, rt.parallel
+        flat = flat if layout is None else layout.replicate(flat)
         for x, y in batches(data, rt, size, split, shuffle=False, drop_last=False):
-            sums.extend(fn(flat, x, y))
+            for part in [(x, y)] if layout is None else parallel.eval_parts(layout, x, y):
+                sums.extend(fn(flat, *part))
             n += x.shape[0]
         if n == 0:
             raise InputError(f"dataset {data.name!r} has no {split} samples to evaluate")
-        total = rt.to_numpy(rt.xp.stack(sums)).astype("float64").reshape(-1, 2).sum(axis=0)
+        total = [0.0, 0.0]  # (loss sum, hits); a rank may have no part of a small split
+        if sums:
+            total = rt.to_numpy(rt.xp.stack(sums)).astype("float64").reshape(-1, 2).sum(axis=0)
+        if layout is not None and layout.explicit:  # each rank summed its part of every batch
+            total = rt.to_numpy(layout.all_sum((rt.asarray(total, dtype="float64"),))[0])
         return {"loss": float(total[0]) / n, "accuracy": float(total[1]) / n}
 
     # ----------------------------------------------------------------- fit
@@ -170,13 +192,15 @@ class Trainer:
         (when it exists) and reaches the same weights as an uninterrupted run.
         Returns (trained network, :class:`TrainHistory`).
         """
-        _check_data(data)
+        _check_data(data, ("train", "test"))
         check_positive_int("epochs", epochs)
         if max_steps is not None:
             check_positive_int("max_steps", max_steps)
         if eval_every is not None:
             check_positive_int("eval_every", eval_every)
         path = _checkpoint_path(checkpoint)
+        if path is not None:  # a read-only folder fails now, not after the first epoch
+            check_writable("checkpoint", path.parent)
         if resume and path is None:
             raise InputError("resume=True needs checkpoint= (the file or folder to resume from)")
         if data.x_train.shape[0] < self.batch_size:
@@ -188,9 +212,15 @@ class Trainer:
         history, start = TrainHistory(), (0, 0)
         if resume and path.exists():
             start = load_checkpoint(path, self, session, history)
+        layout = session.runtime.parallel
+        if layout is not None and layout.processes > 1:  # the same run on every process, or a clear error
+            settings = {"epochs": epochs, "max_steps": max_steps, "eval_every": eval_every,
+                        "resume": bool(resume), "checkpoint": path is not None}
+            parallel.check_agreement(layout, parallel.fingerprint(self, session, data, settings))
         run = _Run(self, session, data, history, path, eval_every, max_steps)
         run.loop(start, epochs)
-        return session.net, history
+        net = session.net
+        return (net if layout is None else net.with_params(layout.local(net.params))), history
 
 
 @attrs.define
@@ -208,15 +238,20 @@ class _Run:
     max_steps: int | None
     pending: list = attrs.Factory(list)
     progress: Any = None
+    epochs: int = 0
 
     def loop(self, start: tuple[int, int], epochs: int) -> None:
         epoch, position = start
-        self.progress = Progress(self.trainer.progress, f"[{self.trainer.method}]")
+        self.epochs, total = epochs, epochs * (self.data.x_train.shape[0] // self.trainer.batch_size)
+        total = total if self.max_steps is None else min(total, self.max_steps)
+        shown = self.trainer.progress and parallel.is_main(self.session.runtime)  # data parallel: rank 0
+        self.progress = Progress(shown, self._label(epoch), total=total, initial=self.session.step_count)
         resident = _Resident(self.data, self.session.runtime)
         try:
             while epoch < epochs:
                 done = self._epoch(epoch, position, resident)
                 if done is not None:  # stopped by max_steps inside the epoch
+                    _check_weights(self.session, self.trainer)
                     self._save(epoch, done)
                     return
                 self._end_epoch(epoch)
@@ -260,11 +295,14 @@ class _Run:
             rt.pm.hook.pccore_train_step(info=TrainStep(t.method, step, epoch, loss, e, rt))
         step, epoch = self.pending[-1][:2]
         self.pending.clear()
-        text = f"epoch {epoch + 1} step {step} loss {h.loss[-1]:.4g}"
-        self.progress.update(text + ("" if h.energy[-1] is None else f" energy {h.energy[-1]:.4g}"))
+        self.progress.update(step, self._label(epoch), loss=h.loss[-1], energy=h.energy[-1])
+
+    def _label(self, epoch: int) -> str:
+        return f"[{self.trainer.method}] epoch {epoch + 1}/{self.epochs}"
 
     def _end_epoch(self, epoch: int) -> None:
         s, h = self.session, self.history
+        _check_weights(s, self.trainer)
         metrics = self.trainer.evaluate(s.net, self.data)
         h.record_eval(s.step_count, metrics)
         first = h.epochs[-1]["step"] if h.epochs else 0
@@ -281,7 +319,11 @@ class _Run:
 
     def _save(self, epoch: int, position: int) -> None:
         if self.path is not None:
-            save_checkpoint(self.path, self.trainer, self.session, self.history, epoch, position)
+            layout = self.session.runtime.parallel
+            if layout is None or layout.rank == 0:  # data parallel: rank 0 writes, every rank waits for it
+                save_checkpoint(self.path, self.trainer, self.session, self.history, epoch, position)
+            if layout is not None and layout.processes > 1:
+                layout.barrier()
 
 
 def _check_finite(trainer: Any, step: int, loss: float, energy: float | None) -> None:
@@ -293,8 +335,32 @@ def _check_finite(trainer: Any, step: int, loss: float, energy: float | None) ->
                                "lower the weight lr, or check the data for inf/NaN")
     if energy is not None and not math.isfinite(energy):
         inf = trainer.inference
+        if inf is None:  # "theory": the closed-form equilibrium energy F*
+            raise TrainingDiverged(step, trainer.method, "the equilibrium energy became non-finite "
+                                   f"({trainer.optimizer} weight update, lr", trainer.lr, "lower the weight lr")
+        if getattr(inf, "lr", None) is None:  # no inference lr (NewtonCG, SpectralEO, ODEs)
+            raise TrainingDiverged(step, trainer.method, f"the inference energy became non-finite "
+                                   f"({type(inf).__name__} with {inf.setting}; weight lr", trainer.lr,
+                                   "lower the weight lr, or check the data for inf/NaN")
+        if step > 1:  # the inference ran fine on the earlier weights: the weight updates moved them too far
+            raise TrainingDiverged(step, trainer.method, f"the inference energy became non-finite "
+                                   f"({inf.method} inference, lr={inf.lr:g}) on the weights after {step - 1} "
+                                   f"{trainer.optimizer} update(s) (weight lr", trainer.lr,
+                                   "lower the weight lr (the same inference was finite on the earlier weights), "
+                                   "or the inference lr")
         raise TrainingDiverged(step, trainer.method, f"the inference energy became non-finite "
                                f"({inf.method} inference, lr", inf.lr, "lower the inference lr")
+
+
+def _check_weights(session: Any, trainer: Any) -> None:
+    """Raise TrainingDiverged when the weights hold inf/NaN after the last update (whose loss
+    no later step reports), before they are evaluated, saved or returned."""
+    xp = session.runtime.xp
+    finite = [xp.all(xp.isfinite(p)) for p in session.params]
+    if finite and not bool(xp.all(xp.stack(finite))):
+        raise TrainingDiverged(session.step_count, trainer.method, "the weights became non-finite in the "
+                               f"last update ({trainer.optimizer} weight update, lr", trainer.lr,
+                               "lower the weight lr")
 
 
 class _Resident:
@@ -303,24 +369,34 @@ class _Resident:
 
     def __init__(self, data: Dataset, rt: Runtime):
         self.rt, self.n = rt, data.x_train.shape[0]
-        self.x, self.y = rt.asarray(data.x_train), rt.asarray(data.y_train)
+        self.x, self.y = self._place(rt.asarray(data.x_train)), self._place(rt.asarray(data.y_train))
+
+    def _place(self, array: Any) -> Any:
+        """On every device of a data-parallel runtime (a JAX mesh), as the weights are."""
+        return array if self.rt.parallel is None else self.rt.parallel.replicate(array)
 
     def epoch(self, seed: int, batch_size: int) -> tuple[Any, Any]:
         """(x, y) of shape (batches, batch_size, ...): the full batches of this epoch."""
         xp, count = self.rt.xp, self.n // batch_size
         order = host.generator(seed).permutation(self.n)[:count * batch_size]
-        index = self.rt.asarray(order, dtype="int32")
+        index = self._place(self.rt.asarray(order, dtype="int32"))
         xs = xp.take(self.x, index, axis=0)
         ys = xp.take(self.y, index, axis=0)
         return (xp.reshape(xs, (count, batch_size, *self.x.shape[1:])),
                 xp.reshape(ys, (count, batch_size, *self.y.shape[1:])))
 
 
-def _check_data(data: Any) -> None:
+def _check_data(data: Any, splits: tuple = ()) -> None:
+    """``data`` is a Dataset whose ``splits`` hold finite numbers only (NaN or inf in the
+    data would otherwise surface as a diverged training)."""
     if not isinstance(data, Dataset):
         raise InputError(
             f"data must be a pccore.Dataset (e.g. pccore.load_dataset('digits')), got {type(data).__name__}"
         )
+    for split in splits:
+        for kind in ("x", "y"):
+            check_finite(f"dataset {data.name!r}: {kind}_{split}", getattr(data, f"{kind}_{split}"),
+                         "clean or drop those samples before training")
 
 
 def _checkpoint_path(checkpoint: Any):

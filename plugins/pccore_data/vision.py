@@ -34,14 +34,18 @@ def _datasets(name: str):
 Split = tuple[np.ndarray, np.ndarray]
 
 
-def _load(name: str, make: Callable[..., Any], root, download: bool, folder: str, files: str) -> tuple[Split, Split]:
+def _load(name: str, make: Callable[..., Any], root, download: bool, folder: str, files: str,
+          pairs: tuple = ()) -> tuple[Split, Split]:
     """((x_train, y_train), (x_test, y_test)): (n, 28, 28) uint8 images and (n,) labels read
-    by torchvision; DataNotFound saying where we looked, or InputError naming the folder when
-    the files are there but damaged or truncated."""
+    by torchvision; DataNotFound saying where we looked, or InputError naming the file (or
+    the folder) when the files are there but damaged or truncated. ``pairs``: the (images,
+    labels) file names of each split, checked before torchvision reads them."""
     check_flag("download", download)
     path = resolve_root(root)
     if not download and not (path / folder / "raw").is_dir():
         raise not_found(name, path, folder, files)
+    for images, labels in pairs:
+        _check_idx_pair(name, path / folder / "raw", images, labels)
     try:
         train = make(str(path), train=True, download=download)
         test = make(str(path), train=False, download=download)
@@ -64,6 +68,50 @@ def _load(name: str, make: Callable[..., Any], root, download: bool, folder: str
     return out[0], out[1]
 
 
+# IDX element types: code -> bytes per element
+_IDX_TYPES = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}
+
+
+def _idx_shape(path) -> tuple[int, ...]:
+    """The shape in an IDX file's header, after checking the header and that the file holds
+    exactly that many elements (ValueError saying what is wrong otherwise)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(4)
+        if len(head) < 4 or head[0] or head[1] or head[2] not in _IDX_TYPES or not head[3]:
+            raise ValueError(f"not an IDX header ({len(head)} of 4 magic bytes: {head.hex() or 'empty'})")
+        raw = f.read(4 * head[3])
+    if len(raw) < 4 * head[3]:
+        raise ValueError(f"the header is cut after {4 + len(raw)} bytes")
+    shape = tuple(int.from_bytes(raw[4 * i:4 * i + 4], "big") for i in range(head[3]))
+    want = 4 + 4 * head[3] + int(np.prod(shape, dtype=np.int64)) * _IDX_TYPES[head[2]]
+    if size != want:
+        raise ValueError(f"{size} bytes where the header {shape} needs {want}")
+    return shape
+
+
+def _check_idx_pair(name: str, raw, images: str, labels: str) -> None:
+    """Check one split's IDX files (when present; missing ones are torchvision's to report):
+    headers, sizes and the same number of images and labels. InputError naming the file."""
+    shapes = {}
+    for file in (images, labels):
+        if (raw / file).is_file():
+            try:
+                shapes[file] = _idx_shape(raw / file)
+            except (OSError, ValueError) as err:
+                raise _damaged_file(name, raw / file, err) from None
+    if len(shapes) == 2 and shapes[images][:1] != shapes[labels][:1]:
+        err = ValueError(f"{shapes[images][0]} images but {shapes[labels][0]} labels in {labels}")
+        raise _damaged_file(name, raw / images, err)
+
+
+def _damaged_file(name: str, file, err: BaseException) -> InputError:
+    return InputError(
+        f"dataset {name!r}: the file {str(file.resolve())!r} is damaged or truncated ({err}); delete "
+        f"it and fetch it again (download=True / --download)"
+    )
+
+
 def _damaged(name: str, path, folder: str, files: str, err: BaseException) -> InputError:
     reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
     return InputError(
@@ -71,6 +119,12 @@ def _damaged(name: str, path, folder: str, files: str, err: BaseException) -> In
         f"truncated (could not read {files} as IDX files: {reason}); delete them and fetch them "
         f"again (download=True / --download)"
     )
+
+
+def _pairs(pattern: str, splits: tuple = ("train", "t10k")) -> tuple:
+    """(images, labels) IDX file names of each split, e.g. ("train-images-idx3-ubyte", ...)."""
+    return tuple((pattern.format(s) + "-images-idx3-ubyte", pattern.format(s) + "-labels-idx1-ubyte")
+                 for s in splits)
 
 
 def _images(x: np.ndarray) -> np.ndarray:
@@ -83,7 +137,7 @@ def mnist(root: str | os.PathLike | None = None, download: bool = False, flatten
     images (n, 1, 28, 28) with the same values), y (n, 10) one-hot."""
     check_flag("flatten", flatten)
     tv = _datasets("mnist")
-    where = ("MNIST", "{train,t10k}-{images-idx3,labels-idx1}-ubyte")
+    where = ("MNIST", "{train,t10k}-{images-idx3,labels-idx1}-ubyte", _pairs("{}"))
     (x_tr, y_tr), (x_te, y_te) = _load("mnist", tv.MNIST, root, download, *where)
     return Dataset(
         "mnist",
@@ -115,7 +169,7 @@ def fashion_mnist(
     (about 0.2860 / 0.3530) (``flatten=False``: images (n, 1, 28, 28)), y (n, 10) one-hot."""
     check_flag("flatten", flatten)
     tv = _datasets("fashion_mnist")
-    where = ("FashionMNIST", "{train,t10k}-{images-idx3,labels-idx1}-ubyte")
+    where = ("FashionMNIST", "{train,t10k}-{images-idx3,labels-idx1}-ubyte", _pairs("{}"))
     splits = _load("fashion_mnist", tv.FashionMNIST, root, download, *where)
     return _standardised("fashion_mnist", splits, 10, flatten=flatten)
 
@@ -136,7 +190,8 @@ def emnist(
     def make(path, train, download):
         return tv.EMNIST(path, split=split, train=train, download=download)
 
-    where = ("EMNIST", f"emnist-{split}-{{train,test}}-{{images-idx3,labels-idx1}}-ubyte")
+    where = ("EMNIST", f"emnist-{split}-{{train,test}}-{{images-idx3,labels-idx1}}-ubyte",
+             _pairs(f"emnist-{split}-{{}}", ("train", "test")))
     splits = _load("emnist", make, root, download, *where)
     classes, offset = EMNIST_SPLITS[split]
     return _standardised(f"emnist-{split}", splits, classes, offset, transpose=True, flatten=flatten)

@@ -12,6 +12,7 @@ from typing import Callable
 from pccore import registry
 
 from ._common import save
+from .accuracy import accuracy_figure
 from .convergence import convergence_figure, speedup_text
 from .energy import energy_figure
 from .gradients import gradient_alignment_figure, gradient_norms_figure
@@ -29,6 +30,6 @@ def get_plot(name: str) -> Callable:
 
 
 __all__ = [
-    "convergence_figure", "energy_figure", "get_plot", "gradient_alignment_figure",
+    "accuracy_figure", "convergence_figure", "energy_figure", "get_plot", "gradient_alignment_figure",
     "gradient_norms_figure", "plots", "save", "speedup_text",
 ]

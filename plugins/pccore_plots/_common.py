@@ -111,5 +111,22 @@ def steps_axis(n: int) -> np.ndarray:
     return np.arange(1, n)
 
 
-def top_legend(fig: Any, handles: list, labels: list) -> None:
-    fig.legend(handles, labels, loc="outside upper center", ncol=len(handles), frameon=False, fontsize=10)
+def top_legend(fig: Any, handles: list, labels: list, title: str | None = None) -> None:
+    """One legend row above the panels, under ``title`` (what was run: dataset, backend...);
+    as the legend's own title it gets its place from the layout, never over the entries."""
+    if title is not None and not isinstance(title, str):
+        raise InputError(f"title must be a string or None, got {type(title).__name__}")
+    fig.legend(handles, labels, loc="outside upper center", ncol=len(handles), frameon=False, fontsize=10,
+               title=title, title_fontsize=11)
+
+
+def lr_labels(labels: tuple[str, str], lrs: Any) -> list[str]:
+    """Legend labels with the learning rate of each method: "EO (lr 0.1)"; lrs None: unchanged."""
+    if lrs is None:
+        return list(labels)
+    if not isinstance(lrs, (tuple, list)) or len(lrs) != len(labels):
+        raise InputError(f"lrs must be {len(labels)} numbers (one per method), got {lrs!r}")
+    for lr in lrs:
+        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)) or not 0 < lr < math.inf:
+            raise InputError(f"lrs must be positive numbers, got {lrs!r}")
+    return [f"{label}, lr {float(lr):g}" for label, lr in zip(labels, lrs)]

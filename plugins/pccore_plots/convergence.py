@@ -12,7 +12,7 @@ from pccore.errors import InputError
 from pccore_trackers.metrics import quartiles, steps_to_threshold
 
 from ._common import (
-    EO_COLOR, SO_COLOR, check_finite, layer_arrays, new_figure, pick_layers, short_name,
+    EO_COLOR, SO_COLOR, check_finite, layer_arrays, lr_labels, new_figure, pick_layers, short_name,
     steps_axis, top_legend,
 )
 
@@ -69,13 +69,13 @@ def _annotate(ax: Any, eo: np.ndarray, so: np.ndarray, threshold: float, names: 
     return text
 
 
-def _legend(fig: Any, labels: tuple[str, str], threshold: float) -> None:
+def _legend(fig: Any, labels: list[str], threshold: float, title: str | None) -> None:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     handles = [Line2D([], [], color=EO_COLOR, lw=2), Line2D([], [], color=SO_COLOR, lw=2),
                Patch(color="0.5", alpha=0.3, linewidth=0), Line2D([], [], color="0.4", ls="--", lw=1)]
-    top_legend(fig, handles, [*labels, "IQR over batch", f"threshold {threshold:g}"])
+    top_legend(fig, handles, [*labels, "IQR over batch", f"threshold {threshold:g}"], title)
 
 
 def _ylim(axes: Iterable[Any], dists: list[np.ndarray], threshold: float) -> None:
@@ -94,12 +94,16 @@ def convergence_figure(
     layers: Iterable[int] | None = None,
     threshold: float = 7e-5,
     labels: tuple[str, str] = ("Error optimization (EO)", "State optimization (SO)"),
+    lrs: tuple[float, float] | None = None,
+    title: str | None = None,
 ) -> Any:
     """One log-log panel per layer: median and IQR over the batch of ||s_t - s*|| for EO and SO.
 
     eo, so: dict layer -> (steps, batch) distances, row t after t updates (row 0 the start).
     The caption's speed-up is the ratio of the steps at which each median first falls
-    below ``threshold`` (``pccore_trackers.metrics.steps_to_threshold``).
+    below ``threshold`` (``pccore_trackers.metrics.steps_to_threshold``). ``lrs``: the
+    (EO, SO) learning rates, named in the legend; ``title``: what was run (e.g. dataset,
+    backend), above the legend.
     """
     eo, so = layer_arrays("eo", eo, 2), layer_arrays("so", so, 2)
     layers = pick_layers(layers, eo=eo, so=so)
@@ -111,6 +115,7 @@ def convergence_figure(
         check_finite(f"eo[{k}]", eo[k])
         check_finite(f"so[{k}]", so[k])
     names = (short_name(labels[0]), short_name(labels[1]))
+    legend = lr_labels(tuple(labels), lrs)
     fig, axes = new_figure(1, len(layers), sharey=True)
     for ax, k in zip(axes[0], layers):
         _curve(ax, so[k], SO_COLOR)
@@ -124,5 +129,5 @@ def convergence_figure(
         _annotate(ax, eo[k], so[k], threshold, names)
     _ylim(axes[0], [eo[k] for k in layers] + [so[k] for k in layers], threshold)
     axes[0, 0].set_ylabel(r"$\|\mathbf{s}_\ell - \mathbf{s}_\ell^*\|$  (median, IQR over batch)")
-    _legend(fig, labels, threshold)
+    _legend(fig, legend, threshold, title)
     return fig

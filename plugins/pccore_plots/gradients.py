@@ -16,6 +16,7 @@ from ._common import (
 
 LABELS = ("Error optimization (EO)", "State optimization (SO)", "Backpropagation", "Analytical equilibrium")
 BREAK_LOW = (-0.1, 0.1)  # lower panel of the broken axis: "no alignment yet"
+LOG_DECADES = 4  # depth of the gradient-norm figure's log axis below its largest value
 
 
 def _methods(ax: Any, eo: np.ndarray, so: np.ndarray) -> None:
@@ -25,12 +26,12 @@ def _methods(ax: Any, eo: np.ndarray, so: np.ndarray) -> None:
     ax.grid(True, which="major", alpha=0.3)
 
 
-def _handles(fig: Any) -> None:
+def _handles(fig: Any, title: str | None) -> None:
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=EO_COLOR, lw=2), Line2D([], [], color=SO_COLOR, lw=2),
                Line2D([], [], color="k", ls=":", lw=1.5), Line2D([], [], color="k", ls="--", lw=1.5)]
-    top_legend(fig, handles, list(LABELS))
+    top_legend(fig, handles, list(LABELS), title)
 
 
 def _cosine_range(curves: list[np.ndarray], optimum: list[float]) -> tuple[float, float]:
@@ -58,13 +59,14 @@ def gradient_alignment_figure(
     so_cos: dict[int, Any],
     optimum_cos: dict[int, float],
     layers: Iterable[int] | None = None,
+    title: str | None = None,
 ) -> Any:
     """Cosine similarity of the PC weight gradient to backprop over inference steps, per layer.
 
     eo_cos, so_cos: dict layer -> (steps,) (row t after t updates; NaN where a gradient is
     zero is allowed); optimum_cos: dict layer -> float, the analytical equilibrium's
     gradient (dashed); backprop is the dotted line at 1. When some curves start near 0,
-    the y-axis is broken so the region near 1 stays readable.
+    the y-axis is broken so the region near 1 stays readable. ``title``: what was run.
     """
     eo, so = layer_arrays("eo_cos", eo_cos, 1), layer_arrays("so_cos", so_cos, 1)
     opt = layer_floats("optimum_cos", optimum_cos)
@@ -101,7 +103,7 @@ def gradient_alignment_figure(
         else:
             panels[0].set_ylim(lowest - 0.05, 1.05)
     axes[0, 0].set_ylabel("cosine similarity to backprop")
-    _handles(fig)
+    _handles(fig, title)
     return fig
 
 
@@ -111,12 +113,15 @@ def gradient_norms_figure(
     bp_norm: dict[int, float],
     optimum_norm: dict[int, float],
     layers: Iterable[int] | None = None,
+    title: str | None = None,
 ) -> Any:
-    """L2 norm of the PC weight gradient over inference steps, per layer.
+    """L2 norm of the PC weight gradient over inference steps, per layer, on one shared log
+    y-axis (norms of different layers differ by orders of magnitude and SO's start at 0).
 
-    eo_norms, so_norms: dict layer -> (steps,) (row t after t updates); bp_norm,
-    optimum_norm: dict layer -> float, backprop's (dotted) and the analytical
-    equilibrium's (dashed) gradient norms.
+    eo_norms, so_norms: dict layer -> (steps,) (row t after t updates; zeros, e.g. before
+    SO's error reaches a layer, are left out of the log axis); bp_norm, optimum_norm: dict
+    layer -> float, backprop's (dotted) and the analytical equilibrium's (dashed) gradient
+    norms. ``title``: what was run.
     """
     eo, so = layer_arrays("eo_norms", eo_norms, 1), layer_arrays("so_norms", so_norms, 1)
     bp, opt = layer_floats("bp_norm", bp_norm), layer_floats("optimum_norm", optimum_norm)
@@ -126,15 +131,30 @@ def gradient_norms_figure(
             check_finite(f"{name}[{k}]", d[k])
             if (d[k] < 0).any():
                 raise InputError(f"{name}[{k}] must hold norms (>= 0), got negative values")
-    fig, axes = new_figure(1, len(layers))
+    fig, axes = new_figure(1, len(layers), sharey=True)
     for ax, k in zip(axes[0], layers):
+        ax.set_yscale("log", nonpositive="mask")
         _methods(ax, eo[k], so[k])
         ax.axhline(bp[k], color="k", linestyle=":", linewidth=1.5)
         ax.axhline(opt[k], color="k", linestyle="--", linewidth=1.5)
         ax.set_title(f"Gradient norm, layer {k}", fontsize=11)
         ax.set_xlabel("update steps T")
-        top = max(np.nanmax(eo[k]), np.nanmax(so[k]), bp[k], opt[k])
-        ax.set_ylim(0, 1.08 * top if top > 0 else 1.0)
-    axes[0, 0].set_ylabel(r"gradient norm $\|\nabla_{W_\ell} \mathcal{E}\|_2$")
-    _handles(fig)
+        ax.grid(True, which="minor", axis="y", alpha=0.12)
+    axes[0, 0].set_ylim(*_log_range([eo[k][1:] for k in layers] + [so[k][1:] for k in layers],
+                                    [bp[k] for k in layers] + [opt[k] for k in layers]))
+    axes[0, 0].set_ylabel(r"gradient norm $\|\nabla_{W_\ell} \mathcal{E}\|_2$ (log)")
+    _handles(fig, title)
     return fig
+
+
+def _log_range(curves: list[np.ndarray], levels: list[float]) -> tuple[float, float]:
+    """(bottom, top) of a log axis holding the positive values, with a little margin, at most
+    ``LOG_DECADES`` decades deep (the first steps of SO can be ~1e-10 of the final norm)."""
+    values = np.concatenate([c[np.isfinite(c)] for c in curves] + [np.asarray(levels, dtype=np.float64)])
+    values = values[values > 0]
+    if values.size == 0:
+        return 0.1, 10.0
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return low / 10, high * 10
+    return max(low / 1.5, high * 10.0 ** -LOG_DECADES), high * 1.5

@@ -1,0 +1,48 @@
+"""Expected time of a reproduction on this machine, from a few timed training steps of each
+(variant, method) on random inputs of the dataset's shape: no data files needed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from .. import host
+from ..checks import check_positive_int
+from ..data import Dataset
+from ..runtime import Runtime
+from ..train import Trainer
+from .spec import Method, Spec
+
+
+def _random_batch(spec: Spec) -> Dataset:
+    """One batch of standard-normal inputs (batch, *input_shape) and one-hot targets."""
+    rng = host.generator(0)
+    n = spec.batch_size
+    x = rng.standard_normal((n, *spec.input_shape)).astype("float32")
+    y = host._np().eye(spec.classes, dtype="float32")[rng.integers(0, spec.classes, n)]
+    return Dataset("random", x, y, x, y)
+
+
+def estimate(spec: Spec, rt: Runtime, methods: Sequence[Method], steps: int = 3) -> list[dict]:
+    """Per (variant, method): seconds per step (mean of ``steps`` steps after one warm-up
+    step that compiles) and per epoch of ``spec.train_samples`` samples."""
+    steps = check_positive_int("steps", steps)
+    data = _random_batch(spec)
+    per_epoch = spec.train_samples // spec.batch_size
+    rows = []
+    for variant in spec.variants:
+        for method in methods:
+            trainer = Trainer(method.name, inference=method.inference(), optimizer=spec.optimizer,
+                              lr=method.weight_lr or spec.lr, batch_size=spec.batch_size, loss=spec.loss,
+                              runtime=rt, progress=False)
+            session = trainer.session(variant.build(rt, data, 0))
+            x, y = rt.asarray(data.x_train), rt.asarray(data.y_train)
+            rt.to_numpy(session.step(x, y)[0])  # compile, and wait for it
+            start = time.perf_counter()
+            for _ in range(steps):
+                loss = session.step(x, y)[0]
+            rt.to_numpy(loss)  # the steps are done when their last loss reaches the host
+            step_s = (time.perf_counter() - start) / steps
+            rows.append({"variant": variant.name, "method": method.name, "step_s": step_s,
+                         "epoch_s": step_s * per_epoch, "steps_per_epoch": per_epoch})
+    return rows
