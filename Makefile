@@ -22,7 +22,7 @@ install: $(STAMP)
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=15
 
 # The demo's matrices are small (64 x 128 x 128): one BLAS thread is fastest and avoids
 # the heavy slow-downs of spinning BLAS threads on a busy machine.

@@ -551,8 +551,8 @@ def _print_estimate(spec, rows: list, args) -> int:
     for r in rows:
         run = r["epoch_s"] * epochs
         total += run * seeds
-        print(f"  {r['variant']} {r['method'].upper()}: {r['step_s']:.3g} s/step, {duration(r['epoch_s'])} per "
-              f"epoch, {duration(run)} per run of {epochs} epochs")
+        print(f"  {r['variant']} {r['method'].upper()}: {r['step_s']:.3g} s/step ({r['timed_steps']} timed), "
+              f"{duration(r['epoch_s'])} per epoch, {duration(run)} per run of {epochs} epochs")
     print(f"expected total for {seeds} seed{'s' * (seeds > 1)}: {duration(total)} (training steps only)")
     return 0
 

@@ -46,7 +46,8 @@ RESULTS = ROOT / "scripts" / "mutation_results.md"
 class Mutant:
     """One single-point bug: in ``file`` the exact ``original`` snippet (found once) becomes
     ``replacement``; ``tests`` are the pytest arguments that should catch it; ``backends``
-    the PCCORE_BACKENDS of the run ("" = every installed backend)."""
+    the PCCORE_BACKENDS of the run ("" = every installed backend); ``timeout`` (seconds) replaces
+    the default for a mutant that makes its tests hang."""
 
     id: str
     area: str
@@ -56,6 +57,7 @@ class Mutant:
     tests: tuple
     why: str
     backends: str = "numpy"
+    timeout: float | None = None
 
 
 M = Mutant
@@ -258,7 +260,8 @@ MUTANTS = [
       ('tests/test_inference.py::test_tol_stops_early_and_flags_convergence',), "the jax while loop runs one step past n", "jax"),
     M("jax-unroll-everything", "backends", "backends/pccore_jax/loop.py",
       "UNROLL_MAX = 16", "UNROLL_MAX = 10**6",
-      ('tests/test_bad_input.py::test_jax_training_step_loops_above_the_unroll_threshold',), "huge iters unrolled into the trace (a hang)", "jax"),
+      ('tests/test_bad_input.py::test_jax_training_step_loops_above_the_unroll_threshold',),
+      "huge iters unrolled into the trace (a hang)", "jax", timeout=60),
     M("torch-to-numpy-alias", "backends", "backends/pccore_torch/__init__.py",
       "        return array.detach().to(\"cpu\", copy=True).numpy()", "        return array.detach().cpu().numpy()",
       ('tests/test_backends.py::test_to_numpy_copies',), "to_numpy shares the tensor's memory", "torch"),
@@ -391,7 +394,7 @@ def run_mutant(copy: Path, mutant: Mutant, timeout: float, failed: dict) -> dict
     start = time.monotonic()
     try:
         path.write_text(original.replace(mutant.original, mutant.replacement, 1))
-        code, out = run_tests(copy, mutant.tests, mutant.backends, timeout)
+        code, out = run_tests(copy, mutant.tests, mutant.backends, mutant.timeout or timeout)
     finally:
         path.write_text(original)
     seconds = time.monotonic() - start
@@ -421,7 +424,8 @@ def write_report(results: list, imports: list[str], total_seconds: float, path: 
         tests = " ".join(mutant.tests).replace("|", "/")
         backends = mutant.backends or "all"
         lines.append(f"| `{mutant.id}` | {mutant.area} | `{mutant.file}` | {mutant.why} | `{tests}` ({backends}) "
-                     f"| {result['status']} | {result['seconds']:.0f} |")
+                     f"| {result['status']}{' (timeout)' if result['detail'] == 'timeout' else ''} "
+                     f"| {result['seconds']:.0f} |")
     lines += ["", "## Survivors", ""]
     if not survived:
         lines.append("None.")

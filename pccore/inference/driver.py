@@ -81,7 +81,7 @@ class Inference:
         observer calls ``step.request_stop()``; ``result.stopped`` says which."""
         if runtime is not None:  # arrays of another framework (e.g. NumPy data) move to the runtime
             x, y = adopt(runtime, _first_param(net), x=x, y=y)
-        xp = check_input(net, x, y)
+        xp = check_input(net, x, y, untracked=True)
         check_iters("iters", self.iters)
         rt = runtime if runtime is not None else runtime_for(x)
         check_runtime(rt, "x", x)

@@ -240,10 +240,12 @@ def _check_params(structure: Structure, params: Params) -> None:
 NO_TARGETS = object()  # check_input's y when the caller needs no targets (forward passes)
 
 
-def check_input(net: Network, x: Any, y: Any = NO_TARGETS, **extra: Any) -> Any:
+def check_input(net: Network, x: Any, y: Any = NO_TARGETS, untracked: bool = False, **extra: Any) -> Any:
     """Validate x (batch, *input_shape) and y (batch, *output_shape) against ``net`` (leave
     y out where no targets are needed; y=None is refused); returns the namespace. A batch
-    holds at least one sample; tensors that require grad are refused."""
+    holds at least one sample. With ``untracked`` (inference runs and training steps, whose
+    optimizers update in place) tensors that require grad are refused; the energy functions
+    accept them, so autograd can differentiate through them."""
     if not isinstance(net, Network):
         raise InputError(f"net must be a pccore.Network, got {type(net).__name__}")
     if x is None or y is None:
@@ -254,7 +256,8 @@ def check_input(net: Network, x: Any, y: Any = NO_TARGETS, **extra: Any) -> Any:
     xp = namespace(x=x, y=y, net=first, **extra)
     s = net.structure
     for arg, a in (("x", x), ("y", y), *extra.items()):
-        check_untracked(arg, a)
+        if untracked:
+            check_untracked(arg, a)
     check_float(xp, "x", x)
     check_shape("x", x, (None, *s.input_shape), f"the network's input_shape is {describe(s.input_shape)}")
     if x.shape[0] == 0:

@@ -23,10 +23,12 @@ def _random_batch(spec: Spec) -> Dataset:
     return Dataset("random", x, y, x, y)
 
 
-def estimate(spec: Spec, rt: Runtime, methods: Sequence[Method], steps: int = 3) -> list[dict]:
-    """Per (variant, method): seconds per step (mean of ``steps`` steps after one warm-up
-    step that compiles) and per epoch of ``spec.train_samples`` samples."""
-    steps = check_positive_int("steps", steps)
+def estimate(spec: Spec, rt: Runtime, methods: Sequence[Method], seconds: float = 2.0,
+             max_steps: int = 100) -> list[dict]:
+    """Per (variant, method): seconds per step and per epoch of ``spec.train_samples``
+    samples, from the mean of the steps timed after two warm-up steps that compile: at
+    least 2, then more until ``seconds`` have passed or ``max_steps`` were timed."""
+    max_steps = check_positive_int("max_steps", max_steps, minimum=2)
     data = _random_batch(spec)
     per_epoch = spec.train_samples // spec.batch_size
     rows = []
@@ -37,12 +39,13 @@ def estimate(spec: Spec, rt: Runtime, methods: Sequence[Method], steps: int = 3)
                               runtime=rt, progress=False)
             session = trainer.session(variant.build(rt, data, 0))
             x, y = rt.asarray(data.x_train), rt.asarray(data.y_train)
-            rt.to_numpy(session.step(x, y)[0])  # compile, and wait for it
-            start = time.perf_counter()
-            for _ in range(steps):
-                loss = session.step(x, y)[0]
-            rt.to_numpy(loss)  # the steps are done when their last loss reaches the host
+            for _ in range(2):  # compile (JAX traces again once the optimizer state is set), and wait
+                rt.to_numpy(session.step(x, y)[0])
+            start, steps = time.perf_counter(), 0
+            while steps < 2 or (steps < max_steps and time.perf_counter() - start < seconds):
+                rt.to_numpy(session.step(x, y)[0])  # a step is done when its loss reaches the host
+                steps += 1
             step_s = (time.perf_counter() - start) / steps
-            rows.append({"variant": variant.name, "method": method.name, "step_s": step_s,
+            rows.append({"variant": variant.name, "method": method.name, "step_s": step_s, "timed_steps": steps,
                          "epoch_s": step_s * per_epoch, "steps_per_epoch": per_epoch})
     return rows

@@ -81,7 +81,7 @@ class TrainSession:
         key = tuple((type(a), tuple(getattr(a, "shape", ())), getattr(a, "dtype", None),
                      getattr(a, "requires_grad", False)) for a in (x, y))
         if key != self._checked:  # the same kind of batch again: already validated
-            check_input(self._template, x, y)
+            check_input(self._template, x, y, untracked=True)
             self._checked = key
         layout = self.runtime.parallel
         if layout is not None:

@@ -190,6 +190,8 @@ class Trainer:
         ``checkpoint`` (a .npz path or a folder) is written atomically at each epoch end
         and when ``max_steps`` stops training; with ``resume`` training continues from it
         (when it exists) and reaches the same weights as an uninterrupted run.
+        Before any work the data must be finite and the checkpoint folder writable; training
+        stops with TrainingDiverged at the first non-finite loss, energy or weights.
         Returns (trained network, :class:`TrainHistory`).
         """
         _check_data(data, ("train", "test"))
