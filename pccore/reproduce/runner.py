@@ -9,6 +9,7 @@ Layout of ``out``: ``runs/<variant>__<method>__seed<k>.json`` (one per finished 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -83,7 +84,9 @@ def run_key(variant: Variant, method: str, seed: int) -> str:
 
 class _Clock:
     """Observer that keeps a run's settings and training seconds in ``path`` at each epoch
-    end, so a run resumed from its checkpoint still reports its whole wall time."""
+    end, so a run resumed from its checkpoint still reports its whole wall time (the clock
+    is written just before the epoch's checkpoint: a kill between the two counts that
+    epoch's seconds twice)."""
 
     def __init__(self, path: Path, settings: dict, before: float):
         self.path, self.settings, self.before, self.start = path, settings, before, time.perf_counter()
@@ -111,9 +114,21 @@ def _resume_point(ckpt: Path, clock_file: Path, settings: dict) -> float | None:
     return None
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with non-finite floats as None (valid JSON: a run's record never fails to save)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _write_json(path: Path, data: dict) -> None:
+    """Write ``data`` atomically (a temporary file, then a rename)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    tmp.write_text(json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
     os.replace(tmp, path)
 
 

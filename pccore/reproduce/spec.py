@@ -34,8 +34,10 @@ class Method:
     def __attrs_post_init__(self):
         if self.name not in METHOD_NAMES:
             raise InputError(f"method must be one of {', '.join(METHOD_NAMES)}, got {self.name!r}")
-        if (self.name == "bp") != (self.iters is None):
-            raise InputError(f"method {self.name!r}: iters and lr go with eo and so only")
+        if self.name == "bp" and (self.iters is not None or self.lr is not None):
+            raise InputError("method 'bp' takes no inference iters or lr")
+        if self.name != "bp" and (self.iters is None or self.lr is None):
+            raise InputError(f"method {self.name!r} needs inference iters and lr")
 
     def inference(self) -> Any:
         """The inference object the Trainer takes (None for bp)."""

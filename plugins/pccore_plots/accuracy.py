@@ -4,6 +4,7 @@ dot, the mean with a ± std bar, and the published figure as a black cross."""
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Any
 
 import numpy as np
@@ -81,7 +82,7 @@ def accuracy_figure(results: dict, reference: dict | None = None, title: str | N
         raise InputError(f"title must be a string or None, got {type(title).__name__}")
     methods = list(dict.fromkeys(m for v in data.values() for m in v))
     colors = _colors(methods)
-    fig, axes = new_figure(1, 1, panel=(max(4.8, 1.1 * len(data) * len(methods) + 1.5), 4.0))
+    fig, axes = new_figure(1, 1, panel=(max(7.0, 1.1 * len(data) * len(methods) + 1.5), 4.0))
     ax = axes[0, 0]
     width = 0.8 / len(methods)
     rng = np.random.default_rng(0)  # jitter of the seed dots, the same in every figure
@@ -110,9 +111,13 @@ def _legend(fig: Any, methods: list[str], colors: dict, with_reference: bool, ti
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=colors[m], marker="o", linestyle="", markersize=6) for m in methods]
-    labels = [short_name(m).upper() + " (seeds, mean ± std)" for m in methods]
+    labels = [short_name(m).upper() for m in methods]
     if with_reference:
         handles.append(Line2D([], [], color="black", marker="x", linestyle="", markersize=7))
         labels.append("published")
+    width = fig.get_size_inches()[0]
+    note = "dots: seeds, bars: mean ± std (n - 1)"
+    text = note if title is None else f"{title}\n{note}"
+    lines = [textwrap.fill(line, width=int(width * 13)) for line in text.split("\n")]
     fig.legend(handles, labels, loc="outside upper center", ncol=len(handles), frameon=False, fontsize=9,
-               title=title, title_fontsize=9)
+               title="\n".join(lines), title_fontsize=9)
