@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__, registry
+from . import __version__, host, registry
 from .errors import InputError, MissingDependency, PCCoreError
 
 EXIT_USER_ERROR = 2
@@ -265,22 +265,8 @@ def _check_plots(names: Sequence[str] | None, allowed: Sequence[str]) -> list[st
 
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_finite(data), indent=2, allow_nan=False, default=_json_default) + "\n")
+    tmp.write_text(json.dumps(host.json_safe(data), indent=2, allow_nan=False, default=_json_default) + "\n")
     os.replace(tmp, path)
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with every non-finite float (NaN, inf) as None: valid JSON ("null") instead of
-    a crash; training stops with TrainingDiverged before such numbers reach its files."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
-        return _finite(value.tolist())
-    return value
 
 
 def _json_default(value: Any) -> Any:

@@ -80,3 +80,17 @@ def draw_weights(widths: list[int], init: str, gain: float, seed: int) -> list[A
     check_init(init)
     rng = generator(seed)
     return [draw(init, rng, o, i, gain) for i, o in zip(widths[:-1], widths[1:])]
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf) as None, so it is valid JSON ("null")
+    instead of a crash; arrays (anything with ``tolist``) become lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return json_safe(value.tolist())
+    return value

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import registry
+from .. import host, registry
 from ..checks import check_positive_int, check_writable
 from ..data import Dataset, load_dataset
 from ..errors import InputError
@@ -114,21 +114,10 @@ def _resume_point(ckpt: Path, clock_file: Path, settings: dict) -> float | None:
     return None
 
 
-def _finite(value: Any) -> Any:
-    """``value`` with non-finite floats as None (valid JSON: a run's record never fails to save)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def _write_json(path: Path, data: dict) -> None:
     """Write ``data`` atomically (a temporary file, then a rename)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
+    tmp.write_text(json.dumps(host.json_safe(data), indent=2, allow_nan=False) + "\n")
     os.replace(tmp, path)
 
 
