@@ -28,6 +28,7 @@ CONV_CASES = [
     ((2, 4, 9, 7), 6, (3, 3), (2, 1), (1, 1), (2, 2), 2),
     ((2, 4, 7, 8), 4, (1, 1), (2, 2), (0, 0), (1, 1), 4),
     ((2, 2, 6, 9), 3, (3, 2), (1, 1), (1, 1), (1, 2), 1),
+    ((2, 2, 5, 6), 3, (1, 2), (2, 1), (2, 2), (1, 1), 1),  # padding wider than the kernel's reach
 ]
 
 # (kernel, stride, padding): kernel 2 and 3, stride 1 and 2, padding 0 and 1, every pair of

@@ -39,7 +39,13 @@ def _edges(padding, value=0):
 
 
 # ------------------------------------------------------------------------ convolution
-def _conv(x, w, stride, padding, dilation, groups):
+# XLA:CPU runs an NCHW convolution inside a while loop's body (a compiled inference run, a
+# CG solve) ~20x slower than the same convolution unrolled: layout assignment cannot give
+# the loop-carried arrays the NHWC layout its fast kernels want. So the forward convolution
+# and its input gradient are written as NHWC/HWIO convolutions between explicit transposes,
+# which run at unrolled speed in loops too. The weight gradient (outside the loops) keeps
+# the NCHW form, which XLA lays out well unrolled.
+def _conv_nchw(x, w, stride, padding, dilation, groups):
     return lax.conv_general_dilated(
         x,
         w,
@@ -51,6 +57,57 @@ def _conv(x, w, stride, padding, dilation, groups):
     )
 
 
+def _nhwc(x):
+    return jnp.transpose(x, (0, 2, 3, 1))
+
+
+def _nchw(x):
+    return jnp.transpose(x, (0, 3, 1, 2))
+
+
+def _conv(x, w, stride, padding, dilation, groups):
+    """The NCHW/OIHW convolution, computed as NHWC/HWIO."""
+    y = lax.conv_general_dilated(
+        _nhwc(x),
+        jnp.transpose(w, (2, 3, 1, 0)),
+        window_strides=stride,
+        padding=((padding[0], padding[0]), (padding[1], padding[1])),
+        rhs_dilation=dilation,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=groups,
+    )
+    return _nchw(y)
+
+
+def _transposed_kernel(w, groups):
+    """HWIO kernel of the convolution's transpose: flipped in space, in/out channels swapped
+    within each group: (O, I/G, kh, kw) -> (kh, kw, O/G, I)."""
+    o, i_g, kh, kw = w.shape
+    w = jnp.flip(w, (2, 3)).reshape(groups, o // groups, i_g, kh, kw)
+    return jnp.transpose(w, (3, 4, 1, 0, 2)).reshape(kh, kw, o // groups, groups * i_g)
+
+
+def _input_grad(g, w, input_shape, stride, padding, dilation, groups):
+    """J^T g of the convolution: a stride-1 convolution of the stride-dilated cotangent with
+    the transposed kernel; the high pad adds back the rows/columns the forward stride skipped."""
+    pads = []
+    for d in (0, 1):
+        k = dilation[d] * (w.shape[2 + d] - 1)
+        skipped = (input_shape[2 + d] + 2 * padding[d] - k - 1) % stride[d]
+        pads.append((k - padding[d], k - padding[d] + skipped))
+    gx = lax.conv_general_dilated(
+        _nhwc(g),
+        _transposed_kernel(w, groups),
+        window_strides=(1, 1),
+        padding=pads,
+        lhs_dilation=stride,
+        rhs_dilation=dilation,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=groups,
+    )
+    return _nchw(gx)
+
+
 @partial(jax.jit, static_argnums=(2, 3, 4, 5))
 def _conv2d(x, w, stride, padding, dilation, groups):
     return _conv(x, w, stride, padding, dilation, groups)
@@ -58,17 +115,13 @@ def _conv2d(x, w, stride, padding, dilation, groups):
 
 @partial(jax.jit, static_argnums=(2, 3, 4, 5, 6))
 def _conv2d_input_grad(g, w, input_shape, stride, padding, dilation, groups):
-    def lin(x):
-        return _conv(x, w, stride, padding, dilation, groups)
-
-    (gx,) = jax.linear_transpose(lin, jax.ShapeDtypeStruct(input_shape, g.dtype))(g)
-    return gx
+    return _input_grad(g, w, input_shape, stride, padding, dilation, groups)
 
 
 @partial(jax.jit, static_argnums=(2, 3, 4, 5, 6))
 def _conv2d_weight_grad(x, g, weight_shape, stride, padding, dilation, groups):
     def lin(w):
-        return _conv(x, w, stride, padding, dilation, groups)
+        return _conv_nchw(x, w, stride, padding, dilation, groups)
 
     (gw,) = jax.linear_transpose(lin, jax.ShapeDtypeStruct(weight_shape, x.dtype))(g)
     return gw
