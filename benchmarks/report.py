@@ -128,6 +128,13 @@ def write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_results(folder: Path, name: str, payload: dict, text: str) -> Path:
+    """``folder/name.json`` and ``folder/name.md``, each written atomically; returns the .md path."""
+    write_json(folder / f"{name}.json", payload)
+    write_text(folder / f"{name}.md", text)
+    return folder / f"{name}.md"
+
+
 # -------------------------------------------------------------------- markdown
 def _f(v: Any, fmt: str = ".3g") -> str:
     return "-" if v is None else format(v, fmt)

@@ -30,6 +30,7 @@ import numpy as np
 
 import pccore
 
+from .report import write_results
 from .run import _versions
 from .timing import Entry, interleaved, median
 
@@ -326,7 +327,6 @@ def main(argv: list[str] | None = None) -> int:
         print("lambda_max during training", flush=True)
         res["training"] = training_spectrum(args.backend, flat, 60 if args.quick else args.train_steps, args.eo_lr)
         figure(res["training"], FIGURES / "lambda_max_training.png")
-    args.out.mkdir(parents=True, exist_ok=True)
     name = "second_order_quick" if args.quick else "second_order"
     old = args.out / f"{name}.json"
     if old.exists():  # keep the parts not run this time
@@ -334,9 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         for key, done in (("hvp", "hvp"), ("time", "time"), ("training", "training")):
             if done not in parts and previous.get(key):
                 res[key] = previous[key]
-    (args.out / f"{name}.json").write_text(json.dumps(res, indent=1, default=str))
-    (args.out / f"{name}.md").write_text(markdown(res))
-    print(f"wrote {args.out / name}.md")
+    print(f"wrote {write_results(args.out, name, res, markdown(res))}")
     return 0
 
 
