@@ -7,7 +7,6 @@ no traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -263,18 +262,6 @@ def _check_plots(names: Sequence[str] | None, allowed: Sequence[str]) -> list[st
     return names
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(host.json_safe(data), indent=2, allow_nan=False, default=_json_default) + "\n")
-    os.replace(tmp, path)
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
-
 def _save_figures(figures: dict, out: Path, log) -> list[str]:
     written = []
     for name, fig in figures.items():
@@ -300,7 +287,7 @@ def cmd_compare(args) -> int:
         log=log, progress=not args.quiet)
     summary = dict(result.summary)
     summary["figures"] = _save_figures(result.figures(plots), out, log)
-    _write_json(out / "summary.json", summary)
+    host.write_json(out / "summary.json", summary)
     _print_compare(summary, out)
     return 0
 
@@ -331,7 +318,7 @@ def cmd_energy(args) -> int:
         init=args.init, seed=args.seed, log=log, progress=not args.quiet)
     summary = dict(result.summary)
     summary["figures"] = _save_figures(result.figures(plots), out, log)
-    _write_json(out / "summary.json", summary)
+    host.write_json(out / "summary.json", summary)
     gap, acc = summary["max_relative_gap"], summary["final_test_accuracy"]
     print(f"largest relative gap |numerical - theory| / theory: {gap:.3g} (step {summary['max_relative_gap_step']})")
     if acc is not None:
@@ -486,12 +473,12 @@ def cmd_train(args) -> int:
     if not main:
         return 0
     save(net, out / "model.npz")
-    _write_json(out / "history.json", history.as_dict())
+    host.write_json(out / "history.json", history.as_dict())
     summary = {"experiment": "train", "dataset": data.name, "backend": rt.backend, "device": rt.device,
                "dtype": rt.dtype, "devices": 1 if rt.parallel is None else rt.parallel.shards,
                **described, "method": args.method,
                "steps": len(history.step), "initial": before, "final": after}
-    _write_json(out / "summary.json", summary)
+    host.write_json(out / "summary.json", summary)
     print(f"test accuracy {100 * before['accuracy']:.1f}% -> {100 * after['accuracy']:.1f}% "
           f"(test loss {before['loss']:.4g} -> {after['loss']:.4g}) after {len(history.step)} steps")
     print(f"results in {out}/ (model.npz, history.json, summary.json)")

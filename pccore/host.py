@@ -6,7 +6,9 @@ backend, so one seed gives the same starting network on every backend.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from typing import Any, Callable
 
 from .errors import UnknownNameError
@@ -94,3 +96,10 @@ def json_safe(value: Any) -> Any:
     if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
         return json_safe(value.tolist())
     return value
+
+
+def write_json(path: Any, data: Any) -> None:
+    """Write ``json_safe(data)`` to ``path`` atomically (a temporary file beside it, then a rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)

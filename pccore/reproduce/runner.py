@@ -9,7 +9,6 @@ Layout of ``out``: ``runs/<variant>__<method>__seed<k>.json`` (one per finished 
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -96,7 +95,7 @@ class _Clock:
 
     @hookimpl
     def pccore_epoch_end(self, info: Any) -> None:
-        _write_json(self.path, {"settings": self.settings, "epoch": info.epoch + 1, "elapsed_s": self.elapsed()})
+        host.write_json(self.path, {"settings": self.settings, "epoch": info.epoch + 1, "elapsed_s": self.elapsed()})
 
 
 def _resume_point(ckpt: Path, clock_file: Path, settings: dict) -> float | None:
@@ -112,13 +111,6 @@ def _resume_point(ckpt: Path, clock_file: Path, settings: dict) -> float | None:
     for path in (ckpt, clock_file):
         path.unlink(missing_ok=True)
     return None
-
-
-def _write_json(path: Path, data: dict) -> None:
-    """Write ``data`` atomically (a temporary file, then a rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(host.json_safe(data), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
 
 
 def train_one(spec: Spec, variant: Variant, method: Method, seed: int, epochs: int, rt: Runtime,
@@ -216,7 +208,7 @@ def reproduce(
             f"{data.x_train.shape[0]} training samples, {epochs} epochs each")
     for i, (v, m, s, path) in enumerate(todo, 1):
         record = train_one(spec, v, m, s, epochs, rt, data, checkpoints, progress)
-        _write_json(path, record)
+        host.write_json(path, record)
         say(f"[{i}/{len(todo)}] {v.name} {m.name.upper()} seed {s}: test accuracy "
             f"{100 * record['test_accuracy']:.2f}% after {epochs} epoch{'s' * (epochs > 1)} "
             f"({record['wall_s']:.0f} s)")
@@ -224,7 +216,7 @@ def reproduce(
         checkpoints.rmdir()
     records = collect(runs_dir, [run_key(v, m.name, s) for v, m, s in plan])
     summary = summarise(spec, records, chosen, epochs)
-    _write_json(out / "summary.json", summary)
+    host.write_json(out / "summary.json", summary)
     (out / "table.md").write_text(table(spec, summary, records))
     if plots:
         figure(spec, summary).savefig(out / "accuracy.png", dpi=110)
