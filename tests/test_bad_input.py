@@ -815,9 +815,9 @@ def test_cli_diverged_training_is_one_line(tmp_path, capsys):
 def test_cli_json_never_holds_inf(tmp_path):
     import json
 
-    from pccore.cli import _write_json
+    from pccore.host import write_json
 
-    _write_json(tmp_path / "s.json", {"a": float("inf"), "b": [1.0, float("nan")], "c": np.float32("nan"),
+    write_json(tmp_path / "s.json", {"a": float("inf"), "b": [1.0, float("nan")], "c": np.float32("nan"),
                                       "d": np.array([1.0, np.inf]), "e": "inf"})
     assert json.loads((tmp_path / "s.json").read_text()) == {"a": None, "b": [1.0, None], "c": None,
                                                              "d": [1.0, None], "e": "inf"}
