@@ -37,11 +37,12 @@ METHODS = {
 }
 
 
-def regime(net: Any, x: Any, y: Any, backend: str) -> dict:
-    """The regime record of one fixed-lr EO run (lr 0.1, T = 64) on (x, y)."""
+def regime(net: Any, x: Any, y: Any, backend: str, inference: Any = None) -> dict:
+    """The regime record of one ``inference`` run (default: fixed-lr EO, lr 0.1, T = 64) on (x, y)."""
     tracker = Regime()
     rt = pccore.runtime(backend, plugins=[tracker])
-    pccore.ErrorOptimization(64, 0.1).run(net, rt.asarray(x), rt.asarray(y), loss="ce", runtime=rt)
+    inference = pccore.ErrorOptimization(64, 0.1) if inference is None else inference
+    inference.run(net, rt.asarray(x), rt.asarray(y), loss="ce", runtime=rt)
     return tracker.records[-1]
 
 
@@ -82,18 +83,29 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.depth_regime", description=__doc__.splitlines()[0])
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(METHODS))
+def parser(prog: str, doc: str, methods: dict, quick: str) -> argparse.ArgumentParser:
+    """The options the regime benchmarks share: --methods, --backend, --data-dir, --quick, --out."""
+    p = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    p.add_argument("--methods", default=",".join(methods), help="comma-separated subset of " + ", ".join(methods))
     p.add_argument("--backend", default="jax")
     p.add_argument("--data-dir", default=None, help="folder holding MNIST/raw (default: as pccore reproduce)")
-    p.add_argument("--quick", action="store_true", help="20 training steps instead of one epoch (a smoke test)")
+    p.add_argument("--quick", action="store_true", help=quick)
     p.add_argument("--out", type=Path, default=RESULTS)
-    args = p.parse_args(argv)
-    names = args.methods.split(",")
-    unknown = [n for n in names if n not in METHODS]
+    return p
+
+
+def chosen(p: argparse.ArgumentParser, names: str, methods: dict) -> list[str]:
+    """The --methods list, or a usage error (exit status 2) naming the unknown ones."""
+    unknown = [n for n in names.split(",") if n not in methods]
     if unknown:
-        p.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+        p.error(f"unknown methods {unknown}; choose from {', '.join(methods)}")
+    return names.split(",")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("python -m benchmarks.depth_regime", __doc__, METHODS, "20 training steps instead of one epoch")
+    args = p.parse_args(argv)
+    names = chosen(p, args.methods, METHODS)
     data = load_data(depth.SPEC, args.data_dir)
     steps = 20 if args.quick else None
     res = {"when": time.strftime("%Y-%m-%d %H:%M"), "backend": args.backend, "quick": args.quick, "load": _load(),

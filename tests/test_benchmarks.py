@@ -76,6 +76,17 @@ def test_cli_arguments():
         cli.parse(["--repeats", "0"])
 
 
+@pytest.mark.parametrize("argv", [["--methods", "eo,bogus"], ["--epochs", "0"]])
+def test_regime_benchmarks_refuse_bad_arguments_before_loading_data(argv, capsys, tmp_path):
+    from benchmarks import cnn_regime, depth_regime
+
+    for module in (cnn_regime, depth_regime) if argv[0] == "--methods" else (cnn_regime,):
+        with pytest.raises(SystemExit) as err:
+            module.main(argv + ["--data-dir", str(tmp_path / "absent")])
+        assert err.value.code == 2
+        assert argv[1].split(",")[-1] in capsys.readouterr().err
+
+
 def test_tiny_run_writes_json_and_markdown(backend, tmp_path):
     md = run([backend], None, "float32", quick=True, repeats=1, matmul_n=32, out_dir=tmp_path,
              command="test", shapes=[Shape(4, 8, depth=3)], steps=3)
