@@ -188,6 +188,8 @@ def _reproduce_parser(sub) -> None:
                    "models, at most 3 inference steps (seconds)")
     p.add_argument("--estimate", action="store_true", help="time a few training steps of each model and method on "
                    "random data of the dataset's shape and print the expected time; trains nothing, needs no data")
+    p.add_argument("--table-only", action="store_true", help="write table.md, summary.json and accuracy.png from the "
+                   "runs finished so far (the missing ones are named in the table); trains nothing")
     g = p.add_argument_group("common options")
     g.add_argument("--backend", default="numpy", help="array backend: numpy, torch or jax (default numpy)")
     g.add_argument("--device", default=None, help="device of the backend, e.g. cpu, cuda:0, gpu:0")
@@ -505,11 +507,14 @@ def cmd_reproduce(args) -> int:
         return _print_estimate(spec, rep.estimate(spec, rt, methods), args)
     out = args.out or (f"out/reproduce/{spec.name}" if args.quick else f"results/{spec.name}")
     summary = rep.reproduce(spec, rt, out, data_dir=args.data_dir, seeds=args.seeds, epochs=args.epochs,
-                            methods=args.methods, log=log, say=print, progress=not args.quiet)
+                            methods=args.methods, log=log, say=print, progress=not args.quiet,
+                            train=not args.table_only)
     for row in summary["rows"]:
         published = "" if row["published"] is None else f" (published {row['published']:.2f}, {row['difference']:+.2f})"
         print(f"{row['variant']} {row['method'].upper()}: {row['mean']:.2f} ± {row['std']:.2f}% over "
               f"{len(row['seeds'])} seed{'s' * (len(row['seeds']) > 1)}{published}")
+    if summary["missing_runs"]:
+        print(f"not finished ({len(summary['missing_runs'])}): {', '.join(summary['missing_runs'])}")
     print(f"results in {out}/ (table.md, summary.json, accuracy.png, runs/)")
     return 0
 

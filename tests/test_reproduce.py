@@ -157,6 +157,25 @@ def test_rerun_skips_finished_runs_and_refuses_other_settings(data_root, tmp_pat
         rep.reproduce(spec, rt, out, data_dir=data_root, methods=["bp"], epochs=2)
 
 
+def test_table_only_tabulates_finished_runs_and_names_the_missing(data_root, tmp_path, capsys):
+    spec, out = rep.get("mnist-mlp", quick=True), tmp_path / "partial"
+    args = ["reproduce", "mnist-mlp", "--quick", "--quiet", "--table-only", "--data-dir", str(data_root),
+            "--out", str(out), "--seeds", "2", "--methods", "eo,bp"]
+    assert main(args) == 2  # nothing finished yet
+    assert "no finished runs of 'mnist-mlp'" in capsys.readouterr().err and not (out / "runs").exists()
+    rep.reproduce(spec, pccore.runtime("numpy"), out, data_dir=data_root, seeds=2, methods=["bp"])
+    files = sorted(p.name for p in (out / "runs").iterdir())
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "not finished (2): 784-16-8-10__eo__seed0, 784-16-8-10__eo__seed1" in printed and "[1/" not in printed
+    assert sorted(p.name for p in (out / "runs").iterdir()) == files  # nothing trained
+    check_table_against_json(out)
+    assert list(table_rows(out)) == [("784-16-8-10", "bp")]
+    assert "**Not finished** (2 runs" in (out / "table.md").read_text()
+    assert json.loads((out / "summary.json").read_text())["missing_runs"] == [
+        "784-16-8-10__eo__seed0", "784-16-8-10__eo__seed1"]
+
+
 class _Interrupt:
     """Stops training at one step of the second epoch (after the first epoch's checkpoint)."""
 

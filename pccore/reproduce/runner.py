@@ -179,11 +179,13 @@ def reproduce(
     say: Callable[[str], None] = _quiet,
     progress: bool = False,
     plots: bool = True,
+    train: bool = True,
 ) -> dict:
     """Train what is missing of ``spec`` (``seeds`` seeds 0..seeds-1, ``epochs``, ``methods``;
     defaults from the spec) on ``rt``, writing each run's JSON to ``out/runs/`` as it ends;
     then write ``table.md``, ``summary.json`` and (``plots``) ``accuracy.png`` from the JSON.
-    ``say`` gets one line per finished run, ``log`` the rest. Returns the summary."""
+    With ``train=False`` nothing is trained: the files show the finished runs and name the
+    missing ones. ``say`` gets one line per finished run, ``log`` the rest. Returns the summary."""
     seeds = spec.seeds if seeds is None else check_positive_int("seeds", seeds)
     epochs = spec.epochs if epochs is None else check_positive_int("epochs", epochs)
     chosen = select_methods(spec, methods)
@@ -200,6 +202,12 @@ def reproduce(
             log(f"skip {v.name} {m.name} seed {s}: done ({path})")
         else:
             todo.append((v, m, s, path))
+    missing = [] if train else [run_key(v, m.name, s) for v, m, s, _ in todo]
+    if not train:
+        todo = []
+        if len(missing) == len(plan):
+            raise InputError(f"no finished runs of {spec.name!r} with these settings in {str(runs_dir)!r}: "
+                             "nothing to tabulate (run without --table-only to train them)")
     if todo:
         data = load_data(spec, data_dir)  # missing files: an error before anything is written
         runs_dir.mkdir(exist_ok=True)
@@ -214,8 +222,8 @@ def reproduce(
             f"({record['wall_s']:.0f} s)")
     if todo and not any(checkpoints.iterdir()):
         checkpoints.rmdir()
-    records = collect(runs_dir, [run_key(v, m.name, s) for v, m, s in plan])
-    summary = summarise(spec, records, chosen, epochs)
+    records = collect(runs_dir, [k for k in (run_key(v, m.name, s) for v, m, s in plan) if k not in missing])
+    summary = {**summarise(spec, records, chosen, epochs), "missing_runs": missing}
     host.write_json(out / "summary.json", summary)
     (out / "table.md").write_text(table(spec, summary, records))
     if plots:

@@ -135,6 +135,9 @@ def table(spec: Spec, summary: dict, records: list[dict]) -> str:
     if s["source"]:
         lines.append(f"* Published figures and settings: {s['source']}.")
     lines += [f"* {note}" for note in s["notes"]]
+    if s.get("missing_runs"):
+        lines.append(f"* **Not finished** ({len(s['missing_runs'])} runs, left out of the means above; rerun "
+                     f"the command without `--table-only` to train them): {', '.join(s['missing_runs'])}.")
     return "\n".join(lines) + "\n"
 
 
