@@ -55,7 +55,10 @@ SPEC = Spec(
     classes=10,
     train_samples=60000,
     source="the ePC paper's claim (arXiv:2505.20137): EO ~ BP at every depth, SO degrades with depth",
-    notes=("Depth counts weight layers: depth 20 is 784-128x19-10.",),
+    notes=("Depth counts weight layers: depth 20 is 784-128x19-10.",
+           "EO's fixed lr 0.1 becomes unstable as training grows lambda_max of the error Hessian (depth 20: "
+           "1.07 at init, 135 after one epoch, lr * lambda_max >> 2): `python -m benchmarks.depth_regime`, "
+           "docs/results.md."),
 )
 
 QUICK = smoke(SPEC, tuple(_variant(d, 16) for d in (2, 4)))
