@@ -5,7 +5,8 @@ Settings of docs/experiments.md's one-epoch runs (batch 64, Adam 1e-3, cross-ent
 T = 10 steps of lr 0.1, which reached 97.2-97.3% after one epoch against BP's 97.9%), run for
 5 epochs. SO gets T = 20 steps of lr 0.1: its signal needs more steps to reach the first
 block than EO's. EO's fixed rate turns unstable during training here (lambda_max of the
-error Hessian grows past 2 / lr after the first epoch; ``benchmarks/cnn_regime.py``).
+error Hessian grows past 2 / lr after the first epoch), and a stable rate does not keep
+EO's accuracy either (``benchmarks/cnn_regime.py``).
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ SPEC = Spec(
     train_samples=60000,
     source="docs/experiments.md (one epoch: BP 97.9%, EO 97.2-97.3%)",
     notes=("EO's fixed lr 0.1 becomes unstable as training grows lambda_max of the error Hessian (1.06 at "
-           "init, 25 after one epoch, 166 after four: lr * lambda_max > 2), so its accuracy falls after "
-           "epoch 2-3: `python -m benchmarks.cnn_regime`, docs/results.md.",),
+           "init, 25 after one epoch, 166 after four: lr * lambda_max > 2) and its accuracy falls after epoch "
+           "2; with a stable rate (SpectralEO) lambda_max grows further and the accuracy falls too: "
+           "`python -m benchmarks.cnn_regime`, docs/results.md.",),
 )
 
 QUICK = smoke(SPEC, (_variant((2, 4)),))
